@@ -1,0 +1,1 @@
+"""Streaming wav2vec2 CTC speech recognition engine (no I/O)."""
