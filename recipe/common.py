@@ -1,0 +1,94 @@
+"""Shared paths, vocabulary and text normalisation for the en-small training recipe.
+
+Everything heavy (sentences, synthesized shards, checkpoints, logs) lives under one cache
+folder outside the git tree: ``$XLSR_RECIPE_DIR`` (default ``/work/recipe-cache``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPE_DIR = Path(__file__).resolve().parent
+
+SAMPLE_RATE = 16000  # the engine and preprocessor_config.json both assume 16 kHz mono
+
+# The engine and the LM engineer assume exactly this table: pad = CTC blank, "|" = word delimiter.
+VOCAB: dict[str, int] = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+for _i, _c in enumerate("abcdefghijklmnopqrstuvwxyz'"):
+    VOCAB[_c] = 5 + _i
+ID_TO_CHAR = {i: c for c, i in VOCAB.items()}
+BLANK_ID = VOCAB["<pad>"]
+DELIM_ID = VOCAB["|"]
+
+
+def cache_dir() -> Path:
+    """Root of all generated artefacts; overridable so CI and smoke runs use a temp dir."""
+    return Path(os.environ.get("XLSR_RECIPE_DIR", "/work/recipe-cache"))
+
+
+def shards_dir() -> Path:
+    return cache_dir() / "shards"
+
+
+def text_dir() -> Path:
+    return cache_dir() / "text"
+
+
+def ckpt_dir() -> Path:
+    return cache_dir() / "checkpoints"
+
+
+def logs_dir() -> Path:
+    return cache_dir() / "logs"
+
+
+_KEEP = re.compile(r"[^a-z' ]+")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, map to letters + apostrophe + single spaces.
+
+    Example: ``"Don't panic -- it's 42!"`` -> ``"don't panic it's"`` (digits are dropped,
+    so callers should reject sentences that contained digits instead of silently mangling them).
+    """
+    t = text.lower().replace("\u2019", "'").replace("`", "'")
+    t = _KEEP.sub(" ", t)
+    # apostrophes only inside words ("don't"), not as quotes ("'hello'")
+    t = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", t)
+    return _SPACES.sub(" ", t).strip()
+
+
+def encode(text: str) -> list[int]:
+    """Characters -> label ids; spaces become the word delimiter "|"."""
+    return [DELIM_ID if c == " " else VOCAB.get(c, VOCAB["<unk>"]) for c in text]
+
+
+def greedy_decode(ids: list[int]) -> str:
+    """Collapse repeats, drop blanks, map "|" to space. ``[0,8,8,0,4,4,9]`` -> ``"d e"``."""
+    out: list[str] = []
+    prev = -1
+    for i in ids:
+        if i != prev and i != BLANK_ID and i >= DELIM_ID:
+            out.append(" " if i == DELIM_ID else ID_TO_CHAR[i])
+        prev = i
+    return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def log_line(path: Path, msg: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} {msg}"
+    print(line, flush=True)
+    with open(path, "a") as f:
+        f.write(line + "\n")
