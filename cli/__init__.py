@@ -1,0 +1,1 @@
+"""The ``xlsr-stream`` command line: transcribe, eval, serve, mic, latency."""

@@ -1,0 +1,86 @@
+"""Argument groups shared by every subcommand that builds an engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from streaming import DecoderConfig, EndpointConfig, Engine, WindowConfig
+
+__all__ = ["add_engine_arguments", "engine_from_args"]
+
+_WINDOW = WindowConfig()
+_DECODER = DecoderConfig()
+_ENDPOINT = EndpointConfig()
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model/--lm, decoding, window and endpoint options, in groups."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        default=None,
+        help="Wav2Vec2ForCTC folder or Hugging Face Hub id (default: the shipped models/en-small)",
+    )
+    lm = model.add_mutually_exclusive_group()
+    lm.add_argument("--lm", default=None, help="language_model/ folder or KenLM .arpa/.bin "
+                    "(default: the model's language_model/ if it has one)")
+    lm.add_argument("--no-lm", action="store_true", help="decode without a language model")
+    model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                       help="inference precision; bfloat16 is ~2x faster on recent CPUs")
+    model.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    model.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+    dec = parser.add_argument_group("decoding")
+    dec.add_argument("--greedy", action="store_true", help="greedy CTC instead of beam search")
+    dec.add_argument("--beam-width", type=int, default=_DECODER.beam_width)
+    dec.add_argument("--alpha", type=float, default=None, help="LM weight (default: from the LM's attrs.json)")
+    dec.add_argument("--beta", type=float, default=None, help="word insertion bonus (default: from attrs.json)")
+    dec.add_argument("--hotword", action="append", default=[], metavar="WORD",
+                     help="boost a word or phrase (repeatable)")
+    dec.add_argument("--hotword-weight", type=float, default=_DECODER.hotword_weight)
+
+    win = parser.add_argument_group("streaming windows")
+    win.add_argument("--chunk-s", type=float, default=_WINDOW.chunk_s, help="output per window, seconds")
+    win.add_argument("--left-context-s", type=float, default=_WINDOW.left_context_s)
+    win.add_argument("--right-context-s", type=float, default=_WINDOW.right_context_s,
+                     help="look-ahead; adds to latency")
+    win.add_argument("--normalization", choices=("running", "window", "none"), default="running",
+                     help="how do_normalize is applied to streams")
+
+    ep = parser.add_argument_group("endpointing")
+    ep.add_argument("--silence-after-speech-s", type=float, default=_ENDPOINT.silence_after_speech_s)
+    ep.add_argument("--max-segment-s", type=float, default=_ENDPOINT.max_segment_s)
+    ep.add_argument("--no-endpoints", action="store_true", help="one segment per stream")
+
+
+def engine_from_args(args: argparse.Namespace) -> Engine:
+    """Build the engine the options describe; errors surface as StreamingError/ValueError."""
+    decoder = DecoderConfig(
+        beam_width=args.beam_width,
+        alpha=args.alpha,
+        beta=args.beta,
+        hotword_weight=args.hotword_weight,
+        hotwords=tuple(args.hotword),
+        greedy=args.greedy,
+    )
+    engine = Engine.load(
+        args.model,
+        lm=False if args.no_lm else args.lm,
+        dtype=args.dtype,
+        device=args.device,
+        threads=args.threads,
+        decoder=decoder,
+        window=WindowConfig(args.chunk_s, args.left_context_s, args.right_context_s),
+        endpoint=EndpointConfig(
+            silence_after_speech_s=args.silence_after_speech_s,
+            max_segment_s=args.max_segment_s,
+            enabled=not args.no_endpoints,
+        ),
+        normalization=args.normalization,
+    )
+    logging.getLogger("xlsr_stream").info(
+        "model %s (%d parameters), LM: %s", engine.info.name, engine.info.num_parameters,
+        engine.lm_description or "none",
+    )
+    return engine

@@ -1,0 +1,552 @@
+"""The engine's public API: a shared :class:`Engine` and one :class:`Recognizer` per stream.
+
+Data flow of one stream::
+
+    accept_audio(int16/float32, any rate)
+      -> validate, resample to 16 kHz (audio.py)
+      -> buffer; scale with running statistics (normalization.py)
+      -> windows: chunk + left context + right look-ahead (windows.py)
+      -> acoustic model, batched across streams (Engine.run_windows)
+      -> keep each window's chunk frames (stitching.py)
+      -> incremental CTC beam search with an n-gram LM (decoder.py)
+      -> endpointing on trailing non-speech frames (endpointing.py)
+      -> Partial / Final events (events.py)
+
+The recognizer does no I/O and starts no threads.  With ``inline=True`` it
+runs the model itself inside ``accept_audio``; with ``inline=False`` it only
+buffers, and a server collects ``take_windows()`` from many streams, runs them
+through ``Engine.run_windows`` in one batched forward off its event loop, and
+hands the outputs back with ``accept_window_outputs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .acoustic_model import AcousticModel, ModelInfo, load_model
+from .audio import StreamResampler, as_float32_mono, validate_sample_rate
+from .decoder import Decoder, DecoderConfig, DecoderStream, Hypothesis, build_decoder
+from .endpointing import EndpointConfig, Endpointer
+from .errors import AudioError, ModelLoadError, StreamStateError
+from .events import Event, Final, Partial, Word
+from .language_model import LanguageModel, load_language_model
+from .normalization import NORMALIZATION_MODES, RunningStats, normalize_utterance
+from .stitching import FeatureCache, WindowOutput, WindowRequest
+from .windows import FrameGeometry, Window, WindowConfig, chunk_ready, num_frames, plan_window
+
+__all__ = ["DEFAULT_MODEL_DIR", "Engine", "Recognizer", "default_model_path"]
+
+logger = logging.getLogger(__name__)
+
+# The model shipped in the repository (trained by recipe/); XLSR_STREAM_MODEL overrides it.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "en-small"
+
+
+def default_model_path() -> Path:
+    """The default checkpoint folder: $XLSR_STREAM_MODEL, else models/en-small in the repo."""
+    override = os.environ.get("XLSR_STREAM_MODEL")
+    path = Path(override) if override else DEFAULT_MODEL_DIR
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"no default model at {path} (config.json missing); pass --model with a local "
+            "Wav2Vec2ForCTC folder or a Hub id, or rebuild the default with recipe/README.md"
+        )
+    return path
+
+
+class Engine:
+    """One acoustic model and decoder (with its LM), shared by every stream.
+
+    ``run_windows`` may be called from one worker thread while streams are
+    driven elsewhere; the model call itself is serialised by a lock.
+    """
+
+    def __init__(
+        self,
+        model: AcousticModel,
+        *,
+        language_model: LanguageModel | None = None,
+        decoder_config: DecoderConfig | None = None,
+        window: WindowConfig | None = None,
+        endpoint: EndpointConfig | None = None,
+        normalization: str = "running",
+        reuse_features: bool = True,
+    ) -> None:
+        if normalization not in NORMALIZATION_MODES:
+            raise ValueError(f"normalization must be one of {NORMALIZATION_MODES}, got {normalization!r}")
+        self.model = model
+        self.info: ModelInfo = model.info
+        self.language_model = language_model
+        self.decoder_config = decoder_config or DecoderConfig()
+        self.window = window or WindowConfig()
+        self.endpoint = endpoint or EndpointConfig()
+        self.geometry = FrameGeometry(
+            hop_samples=self.info.hop_samples,
+            receptive_field_samples=self.info.receptive_field_samples,
+            sample_rate=self.info.sample_rate,
+        )
+        self.chunk_frames, self.left_frames, self.right_frames = self.window.frames(self.geometry)
+        self.normalization = normalization if self.info.do_normalize else "none"
+        # Reusing conv features is exact only when a frame's features depend on
+        # its own 400 samples: a local encoder, and samples scaled once.
+        self.reuse_features = (
+            reuse_features and model.features_are_local and self.normalization != "window"
+        )
+        self._decoders: dict[tuple[bool, tuple[str, ...]], Decoder] = {}
+        self._decoders_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._stream_ids = itertools.count()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        *,
+        lm: str | Path | bool | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        threads: int | None = None,
+        decoder: DecoderConfig | None = None,
+        window: WindowConfig | None = None,
+        endpoint: EndpointConfig | None = None,
+        normalization: str = "running",
+        reuse_features: bool = True,
+    ) -> Engine:
+        """Load a checkpoint and its LM.
+
+        ``model``: a local Wav2Vec2ForCTC folder or a Hub id; None is the shipped default.
+        ``lm``: None uses the checkpoint's ``language_model/`` when it has one; False
+        decodes without an LM; a path loads that LM folder or KenLM file.
+        """
+        acoustic = load_model(
+            default_model_path() if model is None else model, device=device, dtype=dtype, threads=threads
+        )
+        config = decoder or DecoderConfig()
+        language_model: LanguageModel | None = None
+        if lm is not False and lm is not True:
+            lm_path = acoustic.info.language_model_dir if lm is None else Path(lm)
+            if lm_path is not None:
+                language_model = load_language_model(lm_path, acoustic.info.vocab)
+        elif lm is True:
+            if acoustic.info.language_model_dir is None:
+                raise ModelLoadError(f"{acoustic.info.name} has no language_model/ folder; pass an LM path")
+            language_model = load_language_model(acoustic.info.language_model_dir, acoustic.info.vocab)
+        return cls(
+            acoustic,
+            language_model=language_model,
+            decoder_config=config,
+            window=window,
+            endpoint=endpoint,
+            normalization=normalization,
+            reuse_features=reuse_features,
+        )
+
+    @property
+    def lm_description(self) -> str | None:
+        return None if self.language_model is None else str(self.language_model)
+
+    # ---------------------------------------------------------------- decoders
+    def decoder(self, *, use_lm: bool = True, hotwords: Sequence[str] = ()) -> Decoder:
+        """The (cached) decoder for these per-stream options."""
+        key = (use_lm and self.language_model is not None, tuple(hotwords))
+        with self._decoders_lock:
+            found = self._decoders.get(key)
+            if found is None:
+                config = self.decoder_config
+                if hotwords:
+                    config = dataclasses.replace(config, hotwords=tuple(hotwords))
+                found = build_decoder(
+                    self.info.vocab,
+                    lm=self.language_model if key[0] else None,
+                    config=config,
+                )
+                self._decoders[key] = found
+            return found
+
+    # ---------------------------------------------------------------- streams
+    def new_stream(
+        self,
+        *,
+        sample_rate: int = 16_000,
+        hotwords: Sequence[str] = (),
+        use_lm: bool = True,
+        inline: bool = True,
+    ) -> Recognizer:
+        return Recognizer(
+            self, sample_rate=sample_rate, hotwords=hotwords, use_lm=use_lm, inline=inline
+        )
+
+    def run_windows(self, requests: Sequence[WindowRequest]) -> list[WindowOutput]:
+        """Run windows of any streams through the model, batching equal lengths.
+
+        Blocking; call it off an event loop.  Returns one output per request, in order.
+        """
+        outputs: list[WindowOutput | None] = [None] * len(requests)
+        with self._model_lock:
+            if not self.reuse_features:
+                for idx, batch in _group_by(requests, lambda r: r.samples.shape[0]):
+                    log_probs = self.model.log_probs(batch)  # (batch, frames, vocab)
+                    for i, lp in zip(idx, log_probs):
+                        outputs[i] = WindowOutput(lp)
+                return [o for o in outputs if o is not None]
+            new_features: list[np.ndarray | None] = [None] * len(requests)
+            with_audio = [(i, r) for i, r in enumerate(requests) if r.num_new_frames > 0]
+            for idx, batch in _group_by([r for _, r in with_audio], lambda r: r.samples.shape[0]):
+                feats = self.model.conv_features(batch)  # (batch, new frames, conv_dim)
+                for j, f in zip(idx, feats):
+                    new_features[with_audio[j][0]] = f
+            full: list[np.ndarray] = []
+            for req, new in zip(requests, new_features):
+                parts = [p for p in (req.cached_features, new) if p is not None and p.shape[0]]
+                full.append(np.concatenate(parts, axis=0))  # (window frames, conv_dim)
+            for idx, batch in _group_by_arrays(full):
+                log_probs = self.model.log_probs_from_features(batch)  # (batch, frames, vocab)
+                for i, lp in zip(idx, log_probs):
+                    outputs[i] = WindowOutput(lp, new_features[i])
+        return [o for o in outputs if o is not None]
+
+    # ---------------------------------------------------------------- offline
+    def offline_log_probs(self, samples: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
+        """Full-utterance log-probs (frames, vocab): the reference streaming must match."""
+        audio = _prepare_utterance(samples, sample_rate, self.info.sample_rate)
+        if self.info.do_normalize:
+            audio = normalize_utterance(audio)
+        if num_frames(audio.shape[0], self.geometry) == 0:
+            return np.zeros((0, len(self.info.vocab)), dtype=np.float32)
+        with self._model_lock:
+            return self.model.log_probs(audio[None, :])[0]
+
+    def transcribe_offline(
+        self,
+        samples: np.ndarray,
+        sample_rate: int = 16_000,
+        *,
+        use_lm: bool = True,
+        hotwords: Sequence[str] = (),
+    ) -> Final:
+        """Decode a whole utterance at once: full-utterance logits, one beam search."""
+        log_probs = self.offline_log_probs(samples, sample_rate)
+        stream = self.decoder(use_lm=use_lm, hotwords=hotwords).new_stream()
+        if log_probs.shape[0]:
+            stream.accept(log_probs)
+        hyp = stream.finalize()
+        end = log_probs.shape[0] * self.geometry.frame_seconds
+        return Final(
+            text=hyp.text,
+            words=_words(hyp, 0, self.geometry.frame_seconds),
+            segment=0,
+            start=0.0,
+            end=end,
+            reason="finish",
+        )
+
+
+class Recognizer:
+    """Recognition state of one audio stream.  Drive it from one thread or task."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sample_rate: int = 16_000,
+        hotwords: Sequence[str] = (),
+        use_lm: bool = True,
+        inline: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.id = next(engine._stream_ids)
+        self.sample_rate = validate_sample_rate(sample_rate)
+        self.inline = inline
+        self._geo = engine.geometry
+        self._resampler = StreamResampler(self.sample_rate, engine.info.sample_rate)
+        self._decoder = engine.decoder(use_lm=use_lm, hotwords=hotwords)
+        self._stats = RunningStats()
+        # Audio on the model's time line: samples [_buf_start, _buf_start + len(_buf)).
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0
+        self._scaled_upto = 0  # samples before this index are already normalized
+        self._total_samples = 0
+        self._total_frames: int | None = None  # known once finish() was called
+        self._next_request = 0  # chunk index of the next window to hand out
+        self._next_output = 0  # chunk index whose output is expected next
+        self._in_flight = 0
+        self._features = FeatureCache()
+        self._finished = False
+        self._closed = False
+        self._events: list[Event] = []
+        self._endpointer = Endpointer(engine.endpoint, self._geo.frame_seconds)
+        self._stream: DecoderStream = self._decoder.new_stream()
+        self._segment = 0
+        self._segment_start = 0  # global frame where the open segment began
+        self._decoded_frames = 0
+        self._last_partial: str | None = None
+        silent = {engine.info.blank_id}
+        if engine.info.word_delimiter in engine.info.vocab:
+            silent.add(engine.info.vocab.index(engine.info.word_delimiter))
+        self._silent_ids = np.array(sorted(silent))
+
+    # ----------------------------------------------------------------- input
+    def accept_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
+        """Add a block of mono int16 or float32 samples.
+
+        A bad block raises :class:`AudioError` and leaves the stream as it was,
+        so nothing recognised so far is lost.
+        """
+        if self._finished:
+            raise StreamStateError("audio after finish(): open a new stream for more audio")
+        if sample_rate is not None and validate_sample_rate(sample_rate) != self.sample_rate:
+            raise AudioError(
+                f"stream was opened at {self.sample_rate} Hz, this block says {sample_rate} Hz"
+            )
+        block = as_float32_mono(samples)
+        if block.size == 0:
+            return
+        self._append(self._resampler.process(block))
+        if self.inline:
+            self._run_inline()
+
+    def finish(self) -> None:
+        """End of audio: decode everything left; the last event is a Final ("finish")."""
+        if self._finished:
+            return
+        self._append(self._resampler.flush())
+        self._finished = True
+        self._total_frames = num_frames(self._total_samples, self._geo)
+        if self.inline:
+            self._run_inline()
+        self._maybe_close()
+
+    def reset(self) -> None:
+        """Close the open segment now with what is decoded so far (Final "reset")."""
+        if self._closed:
+            raise StreamStateError("reset() after the stream was finished")
+        self._close_segment("reset")
+
+    def events(self) -> list[Event]:
+        """Events produced since the last call, oldest first."""
+        out, self._events = self._events, []
+        return out
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._total_samples / self._geo.sample_rate
+
+    @property
+    def decoded_seconds(self) -> float:
+        return self._decoded_frames * self._geo.frame_seconds
+
+    @property
+    def finished(self) -> bool:
+        """True once finish() was called and its last Final was produced."""
+        return self._closed
+
+    # ------------------------------------------------------- batched compute
+    def take_windows(self) -> list[WindowRequest]:
+        """Windows whose audio is complete, in order.  Each must come back through
+        :meth:`accept_window_outputs`, in the same order."""
+        if self.engine.reuse_features and self._in_flight:
+            # The next window's overlap features are still being computed.
+            return []
+        requests: list[WindowRequest] = []
+        available = num_frames(self._total_samples, self._geo)
+        c, left, right = self.engine.chunk_frames, self.engine.left_frames, self.engine.right_frames
+        while True:
+            k = self._next_request
+            if self._total_frames is not None:
+                if k * c >= self._total_frames:
+                    break
+                window = plan_window(k, c, left, right, self._total_frames)
+            elif chunk_ready(k, c, right, available):
+                window = plan_window(k, c, left, right, None)
+            else:
+                break
+            requests.append(self._request(window))
+            self._next_request += 1
+            self._in_flight += 1
+            if self.engine.reuse_features:
+                break
+        self._trim_buffer()
+        return requests
+
+    def accept_window_outputs(
+        self, requests: Sequence[WindowRequest], outputs: Sequence[WindowOutput]
+    ) -> None:
+        """Stitch and decode the model's outputs for requests from :meth:`take_windows`."""
+        if len(requests) != len(outputs):
+            raise ValueError(f"{len(requests)} requests but {len(outputs)} outputs")
+        for request, output in zip(requests, outputs):
+            window = request.window
+            if request.stream_id != self.id:
+                raise StreamStateError(f"window of stream {request.stream_id} given to stream {self.id}")
+            if window.index != self._next_output:
+                raise StreamStateError(f"expected output of chunk {self._next_output}, got chunk {window.index}")
+            if output.log_probs.ndim != 2 or output.log_probs.shape[1] != len(self.engine.info.vocab):
+                raise ValueError(
+                    f"log-probs have shape {output.log_probs.shape}, expected (frames, {len(self.engine.info.vocab)})"
+                )
+            if output.new_features is not None:
+                self._features.append(request.new_frame_start, output.new_features)
+            kept = output.kept(window)  # (chunk frames, vocab)
+            self._next_output += 1
+            self._in_flight -= 1
+            self._features.drop_before(self._next_window_start())
+            self._decode(kept)
+        self._emit_partial()
+        self._maybe_close()
+
+    # --------------------------------------------------------------- internals
+    def _append(self, block: np.ndarray) -> None:
+        if block.size == 0:
+            return
+        self._stats.update(block)
+        self._buf = np.concatenate([self._buf, block])
+        self._total_samples += block.size
+
+    def _run_inline(self) -> None:
+        while True:
+            requests = self.take_windows()
+            if not requests:
+                return
+            self.accept_window_outputs(requests, self.engine.run_windows(requests))
+
+    def _next_window_start(self) -> int:
+        """First frame any window not yet handed out will need."""
+        return max(0, self._next_request * self.engine.chunk_frames - self.engine.left_frames)
+
+    def _trim_buffer(self) -> None:
+        keep_from = self._geo.frame_start_sample(self._next_window_start())
+        if keep_from > self._buf_start:
+            cut = min(keep_from - self._buf_start, self._buf.size)
+            self._buf = self._buf[cut:]
+            self._buf_start += cut
+
+    def _samples(self, start: int, end: int) -> np.ndarray:
+        if start < self._buf_start or end > self._buf_start + self._buf.size:
+            raise StreamStateError(
+                f"samples [{start}, {end}) requested, buffer holds "
+                f"[{self._buf_start}, {self._buf_start + self._buf.size})"
+            )
+        return self._buf[start - self._buf_start : end - self._buf_start]
+
+    def _request(self, window: Window) -> WindowRequest:
+        start, end = window.sample_range(self._geo)
+        mode = self.engine.normalization
+        if mode == "running" and end > self._scaled_upto:
+            # Scale new samples once, with the statistics of all audio so far.
+            lo = max(self._scaled_upto, self._buf_start)
+            seg = slice(lo - self._buf_start, end - self._buf_start)
+            self._buf[seg] = self._stats.scale(self._buf[seg])
+            self._scaled_upto = end
+        if not self.engine.reuse_features:
+            samples = self._samples(start, end).copy()
+            if mode == "window":
+                samples = normalize_utterance(samples)
+            return WindowRequest(self.id, window, samples, window.frame_start)
+        new_start = max(window.frame_start, min(self._features.end, window.frame_end))
+        cached = self._features.take(window.frame_start, new_start)
+        samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
+        return WindowRequest(self.id, window, samples, new_start, cached)
+
+    def _decode(self, log_probs: np.ndarray) -> None:
+        """Feed stitched frames to the decoder, cutting segments at endpoints."""
+        silent = np.isin(log_probs.argmax(axis=1), self._silent_ids)
+        pos = 0
+        while pos < log_probs.shape[0]:
+            hit = self._endpointer.scan(silent[pos:])
+            n = log_probs.shape[0] - pos if hit is None else hit[0]
+            self._stream.accept(log_probs[pos : pos + n])
+            self._decoded_frames += n
+            pos += n
+            if hit is not None:
+                self._close_segment(hit[1])
+
+    def _emit_partial(self) -> None:
+        hyp = self._stream.partial()
+        if hyp.text == self._last_partial or (not hyp.text and self._last_partial is None):
+            return
+        self._last_partial = hyp.text
+        words = hyp.text.split()
+        self._events.append(
+            Partial(
+                text=hyp.text,
+                stable_text=" ".join(words[: hyp.stable_words]),
+                segment=self._segment,
+                start=self._segment_start * self._geo.frame_seconds,
+                end=self._decoded_frames * self._geo.frame_seconds,
+                words=_words(hyp, self._segment_start, self._geo.frame_seconds),
+            )
+        )
+
+    def _close_segment(self, reason: str) -> None:
+        hyp = self._stream.finalize()
+        if hyp.text or reason in ("reset", "finish"):
+            self._events.append(
+                Final(
+                    text=hyp.text,
+                    words=_words(hyp, self._segment_start, self._geo.frame_seconds),
+                    segment=self._segment,
+                    start=self._segment_start * self._geo.frame_seconds,
+                    end=self._decoded_frames * self._geo.frame_seconds,
+                    reason=reason,
+                )
+            )
+            self._segment += 1
+        self._stream = self._decoder.new_stream()
+        self._endpointer.reset()
+        self._segment_start = self._decoded_frames
+        self._last_partial = None
+
+    def _maybe_close(self) -> None:
+        if (
+            self._finished
+            and not self._closed
+            and self._in_flight == 0
+            and self._total_frames is not None
+            and self._next_output * self.engine.chunk_frames >= self._total_frames
+        ):
+            self._close_segment("finish")
+            self._closed = True
+
+
+def _words(hyp: Hypothesis, offset_frames: int, frame_seconds: float) -> tuple[Word, ...]:
+    return tuple(
+        Word(
+            text=w.text,
+            start=round((offset_frames + w.start_frame) * frame_seconds, 6),
+            end=round((offset_frames + w.end_frame) * frame_seconds, 6),
+            confidence=w.confidence,
+        )
+        for w in hyp.words
+    )
+
+
+def _prepare_utterance(samples: np.ndarray, sample_rate: int, model_rate: int) -> np.ndarray:
+    audio = as_float32_mono(samples)
+    resampler = StreamResampler(sample_rate, model_rate)
+    return np.concatenate([resampler.process(audio), resampler.flush()])
+
+
+def _group_by(requests: Sequence[WindowRequest], key) -> list[tuple[list[int], np.ndarray]]:  # type: ignore[no-untyped-def]
+    """Stack requests' samples into batches of equal length: [(indices, (batch, samples))]."""
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(key(r), []).append(i)
+    return [(idx, np.stack([requests[i].samples for i in idx])) for idx in groups.values()]
+
+
+def _group_by_arrays(arrays: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+    """Stack arrays of equal first dimension: [(indices, (batch, frames, dim))]."""
+    groups: dict[int, list[int]] = {}
+    for i, a in enumerate(arrays):
+        groups.setdefault(a.shape[0], []).append(i)
+    return [(idx, np.stack([arrays[i] for i in idx])) for idx in groups.values()]
