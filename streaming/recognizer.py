@@ -181,9 +181,15 @@ class Engine:
         hotwords: Sequence[str] = (),
         use_lm: bool = True,
         inline: bool = True,
+        record_log_probs: bool = False,
     ) -> Recognizer:
         return Recognizer(
-            self, sample_rate=sample_rate, hotwords=hotwords, use_lm=use_lm, inline=inline
+            self,
+            sample_rate=sample_rate,
+            hotwords=hotwords,
+            use_lm=use_lm,
+            inline=inline,
+            record_log_probs=record_log_probs,
         )
 
     def run_windows(self, requests: Sequence[WindowRequest]) -> list[WindowOutput]:
@@ -262,6 +268,7 @@ class Recognizer:
         hotwords: Sequence[str] = (),
         use_lm: bool = True,
         inline: bool = True,
+        record_log_probs: bool = False,
     ) -> None:
         self.engine = engine
         self.id = next(engine._stream_ids)
@@ -294,6 +301,8 @@ class Recognizer:
         if engine.info.word_delimiter in engine.info.vocab:
             silent.add(engine.info.vocab.index(engine.info.word_delimiter))
         self._silent_ids = np.array(sorted(silent))
+        # Benchmarks and tests compare stitched frames with a full-utterance forward.
+        self._recorded: list[np.ndarray] | None = [] if record_log_probs else None
 
     # ----------------------------------------------------------------- input
     def accept_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
@@ -344,6 +353,14 @@ class Recognizer:
     @property
     def decoded_seconds(self) -> float:
         return self._decoded_frames * self._geo.frame_seconds
+
+    def recorded_log_probs(self) -> np.ndarray:
+        """All stitched frames so far, (frames, vocab); needs ``record_log_probs=True``."""
+        if self._recorded is None:
+            raise StreamStateError("stream was opened without record_log_probs=True")
+        if not self._recorded:
+            return np.zeros((0, len(self.engine.info.vocab)), dtype=np.float32)
+        return np.concatenate(self._recorded)
 
     @property
     def finished(self) -> bool:
@@ -397,6 +414,8 @@ class Recognizer:
             if output.new_features is not None:
                 self._features.append(request.new_frame_start, output.new_features)
             kept = output.kept(window)  # (chunk frames, vocab)
+            if self._recorded is not None:
+                self._recorded.append(kept)
             self._next_output += 1
             self._in_flight -= 1
             self._features.drop_before(self._next_window_start())

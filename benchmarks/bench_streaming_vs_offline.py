@@ -1,0 +1,125 @@
+"""Streaming vs offline: compute, agreement of log-probs, and text, per window setting.
+
+For each window setting it streams every utterance of a dev folder through the
+engine (0.1 s blocks, endpointing off so the text is comparable) and reports:
+
+- compute ratio: streaming model time / offline model time (target <= 1.5 with
+  the default windows), with and without conv-feature reuse;
+- frame agreement: share of frames whose argmax token equals the offline one,
+  and the mean |Δ log-prob| of the best offline token;
+- WER of streaming vs offline decoding against the references.
+
+Usage:
+    .venv/bin/python benchmarks/bench_streaming_vs_offline.py [--model DIR] [--dev DIR] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cli.audio_files import AudioFile  # noqa: E402
+from cli.evaluate import _wer_many, normalize_text, read_transcripts  # noqa: E402
+from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
+
+SETTINGS = [  # (chunk, left, right) seconds
+    (1.0, 1.0, 0.4),
+    (0.5, 1.0, 0.3),
+    (1.0, 2.0, 0.5),
+    (2.0, 2.0, 0.5),
+]
+
+
+class TimedModel:
+    """Wraps the acoustic model to add up the seconds spent in it."""
+
+    def __init__(self, model):  # type: ignore[no-untyped-def]
+        self.inner = model
+        self.seconds = 0.0
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        attr = getattr(self.inner, name)
+        if name in ("log_probs", "conv_features", "log_probs_from_features"):
+            def timed(*a, **k):  # type: ignore[no-untyped-def]
+                t0 = time.perf_counter()
+                try:
+                    return attr(*a, **k)
+                finally:
+                    self.seconds += time.perf_counter() - t0
+            return timed
+        return attr
+
+
+def stream(engine: Engine, audio: np.ndarray, rate: int) -> tuple[str, np.ndarray]:
+    rec = engine.new_stream(sample_rate=rate, record_log_probs=True)
+    step = rate // 10
+    for i in range(0, audio.shape[0], step):
+        rec.accept_audio(audio[i : i + step])
+    rec.finish()
+    text = " ".join(e.text for e in rec.events() if isinstance(e, Final) and e.text)
+    return text, rec.recorded_log_probs()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--dev", default=str(Path(__file__).resolve().parent.parent / "samples" / "librivox-dev"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-lm", action="store_true")
+    args = ap.parse_args(argv)
+
+    items = read_transcripts(Path(args.dev))
+    audios = [(AudioFile(p).read(), AudioFile(p).sample_rate, ref) for p, ref in items]
+    base = Engine.load(args.model, lm=False if args.no_lm else None, threads=args.threads,
+                       endpoint=EndpointConfig(enabled=False), decoder=DecoderConfig())
+    timed = TimedModel(base.model)
+    base.model = timed  # type: ignore[assignment]
+    refs = [normalize_text(r) for _, _, r in audios]
+
+    timed.seconds = 0.0
+    offline_text, offline_lp = [], []
+    for audio, rate, _ in audios:
+        offline_lp.append(base.offline_log_probs(audio, rate))
+    offline_s = timed.seconds
+    for lp in offline_lp:  # one beam search over the whole utterance, as `eval --mode offline`
+        dec = base.decoder().new_stream()
+        dec.accept(lp)
+        offline_text.append(normalize_text(dec.finalize().text))
+    total_audio = sum(a.shape[0] / r for a, r, _ in audios)
+    print(f"model {base.info.name}: {base.info.num_parameters / 1e6:.1f}M parameters, "
+          f"{total_audio:.1f} s of audio, threads={args.threads}")
+    print(f"offline: model {offline_s:.2f} s (RTF {offline_s / total_audio:.3f}), "
+          f"WER {_wer_many(refs, offline_text):.2%}\n")
+    print(f"{'chunk/left/right s':>18} {'norm':>8} {'reuse':>5} {'compute':>8} {'argmax=':>8} "
+          f"{'|Δlogp|':>8} {'WER':>7} {'text=offline':>12}")
+    for chunk, left, right in SETTINGS:
+        for norm, reuse in (("running", True), ("running", False), ("window", False)):
+            engine = Engine(timed, language_model=base.language_model, decoder_config=base.decoder_config,
+                            window=WindowConfig(chunk, left, right), endpoint=EndpointConfig(enabled=False),
+                            normalization=norm, reuse_features=reuse)
+            if reuse and not engine.reuse_features:
+                continue
+            timed.seconds = 0.0
+            texts, agree, delta, same = [], [], [], 0
+            for (audio, rate, _), ref_lp, off_text in zip(audios, offline_lp, offline_text):
+                text, lp = stream(engine, audio, rate)
+                texts.append(normalize_text(text))
+                same += normalize_text(text) == off_text
+                best = ref_lp.argmax(axis=1)
+                agree.append(float((lp.argmax(axis=1) == best).mean()))
+                delta.append(float(np.abs(lp[np.arange(len(best)), best] - ref_lp[np.arange(len(best)), best]).mean()))
+            ratio = timed.seconds / offline_s
+            print(f"{f'{chunk}/{left}/{right}':>18} {norm:>8} {str(engine.reuse_features):>5} {ratio:7.2f}x "
+                  f"{np.mean(agree):8.1%} {np.mean(delta):8.3f} {_wer_many(refs, texts):7.2%} "
+                  f"{same:>5}/{len(audios)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""The streaming engine end to end with real tiny wav2vec2 checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streaming import (
+    AudioError,
+    DecoderConfig,
+    EndpointConfig,
+    Engine,
+    Final,
+    Partial,
+    StreamStateError,
+    WindowConfig,
+)
+
+NO_ENDPOINTS = EndpointConfig(enabled=False)
+
+
+def local_checkpoint(path: Path) -> Path:
+    """A real wav2vec2 ("layer" family) whose receptive field is local: no
+    transformer layers, a 16-frame positional conv, no input normalization."""
+    import torch
+    from tiny_models import tiny_config, write_tiny_checkpoint
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    write_tiny_checkpoint(path, family="layer")  # vocab, preprocessor, tokenizer files
+    cfg = tiny_config("layer")
+    cfg["num_hidden_layers"] = 0
+    torch.manual_seed(1)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(**cfg)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.1)
+    model.save_pretrained(path, safe_serialization=True)
+    pre = json.loads((path / "preprocessor_config.json").read_text())
+    pre["do_normalize"] = False
+    (path / "preprocessor_config.json").write_text(json.dumps(pre))
+    return path
+
+
+def stream_all(engine: Engine, audio: np.ndarray, rate: int = 16_000, block: int = 1600, **kw):
+    rec = engine.new_stream(sample_rate=rate, **kw)
+    events = []
+    for i in range(0, audio.shape[0], block):
+        rec.accept_audio(audio[i : i + block])
+        events += rec.events()
+    rec.finish()
+    events += rec.events()
+    return rec, events
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_stitched_frames_equal_full_forward_for_a_local_model(tmp_path, speech, reuse):
+    audio, rate = speech
+    engine = Engine.load(local_checkpoint(tmp_path / "local"), lm=False, endpoint=NO_ENDPOINTS,
+                         window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2),
+                         reuse_features=reuse)
+    assert engine.reuse_features is reuse
+    rec, _ = stream_all(engine, audio, rate, record_log_probs=True)
+    stitched = rec.recorded_log_probs()
+    full = engine.offline_log_probs(audio, rate)
+    assert stitched.shape == full.shape == ((audio.shape[0] - 400) // 320 + 1, 32)
+    np.testing.assert_allclose(stitched, full, atol=1e-4)
+
+
+def test_agreement_with_full_forward_grows_with_left_context(tiny_layer_model, speech):
+    """The transformer attends globally, so streaming only approximates a full
+    forward; more left context must bring the stitched frames closer."""
+    audio, rate = speech
+    deltas = []
+    for left in (0.0, 0.4, 2.0):
+        engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS,
+                             window=WindowConfig(chunk_s=0.4, left_context_s=left, right_context_s=0.2))
+        rec, _ = stream_all(engine, audio, rate, record_log_probs=True)
+        full = engine.offline_log_probs(audio, rate)
+        deltas.append(float(np.abs(rec.recorded_log_probs() - full).mean()))
+    assert deltas[0] > deltas[1] > deltas[2], deltas
+
+
+@pytest.mark.parametrize("family", ["layer", "group"])
+def test_one_window_stream_matches_offline_text(request, speech, family):
+    """With a chunk longer than the audio, the single window holds the whole
+    utterance and running normalization sees all of it: streaming == offline."""
+    audio, rate = speech
+    path = request.getfixturevalue(f"tiny_{family}_model")
+    engine = Engine.load(path, lm=False, endpoint=NO_ENDPOINTS,
+                         window=WindowConfig(chunk_s=30.0, left_context_s=0.0, right_context_s=0.0),
+                         decoder=DecoderConfig(beam_width=8))
+    rec, events = stream_all(engine, audio, rate, record_log_probs=True)
+    np.testing.assert_allclose(rec.recorded_log_probs(), engine.offline_log_probs(audio, rate), atol=1e-4)
+    finals = [e for e in events if isinstance(e, Final)]
+    assert len(finals) == 1 and finals[0].reason == "finish"
+    assert finals[0].text == engine.transcribe_offline(audio, rate).text
+
+
+def test_batched_external_compute_equals_inline(tiny_layer_model, speech):
+    audio, rate = speech
+    engine = Engine.load(tiny_layer_model, lm=False, decoder=DecoderConfig(beam_width=8))
+    _, inline_events = stream_all(engine, audio, rate)
+    _, inline_events_2 = stream_all(engine, audio[::-1].copy(), rate)
+
+    streams = [engine.new_stream(inline=False), engine.new_stream(inline=False)]
+    inputs = [audio, audio[::-1].copy()]
+    events: list[list] = [[], []]
+    for i in range(0, audio.shape[0] + 3200, 3200):
+        for s, x in zip(streams, inputs):
+            if i < x.shape[0]:
+                s.accept_audio(x[i : i + 3200])
+            else:
+                s.finish()
+        while True:
+            requests = [(s, r) for s in streams for r in s.take_windows()]
+            if not requests:
+                break
+            outputs = engine.run_windows([r for _, r in requests])
+            for s in streams:
+                mine = [(r, o) for (owner, r), o in zip(requests, outputs) if owner is s]
+                if mine:
+                    s.accept_window_outputs([r for r, _ in mine], [o for _, o in mine])
+        for k, s in enumerate(streams):
+            events[k] += s.events()
+    assert all(s.finished for s in streams)
+    assert events[0] == inline_events
+    assert events[1] == inline_events_2
+
+
+def test_any_sample_rate_and_int16(tiny_layer_model, espeak_wav):
+    import soundfile as sf
+
+    audio, rate = sf.read(espeak_wav, dtype="int16")
+    assert rate == 22050
+    engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS)
+    rec, events = stream_all(engine, audio, rate, block=1234, record_log_probs=True)
+    expected_frames = (round(audio.shape[0] * 16000 / rate) - 400) // 320 + 1
+    assert abs(rec.recorded_log_probs().shape[0] - expected_frames) <= 1
+    assert isinstance(events[-1], Final) and events[-1].reason == "finish"
+    assert all(isinstance(e, Partial) for e in events[:-1])
+
+
+def test_bad_blocks_raise_clear_errors_and_lose_nothing(tiny_layer_model, speech):
+    audio, rate = speech
+    engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS)
+    reference, ref_events = stream_all(engine, audio, rate, record_log_probs=True)
+
+    rec = engine.new_stream(record_log_probs=True)
+    half = audio.shape[0] // 2
+    rec.accept_audio(audio[:half])
+    bad = audio[:800].copy()
+    bad[3] = np.nan
+    with pytest.raises(AudioError, match="1 NaN or infinite samples out of 800"):
+        rec.accept_audio(bad)
+    with pytest.raises(AudioError, match=r"mono \(one channel\), got an array of shape \(800, 2\)"):
+        rec.accept_audio(np.zeros((800, 2), dtype=np.float32))
+    with pytest.raises(AudioError, match="int16 or float32 samples, got int32"):
+        rec.accept_audio(np.zeros(800, dtype=np.int32))
+    with pytest.raises(AudioError, match="opened at 16000 Hz, this block says 8000 Hz"):
+        rec.accept_audio(audio[:800], sample_rate=8000)
+    rec.accept_audio(audio[half:])
+    rec.finish()
+    np.testing.assert_array_equal(rec.recorded_log_probs(), reference.recorded_log_probs())
+    assert rec.events() == ref_events
+    with pytest.raises(StreamStateError, match="audio after finish"):
+        rec.accept_audio(audio[:800])
+
+
+def test_absurd_sample_rate_is_refused(tiny_layer_model):
+    engine = Engine.load(tiny_layer_model, lm=False)
+    with pytest.raises(AudioError, match="sample rate 16 Hz is outside 4000..384000 Hz"):
+        engine.new_stream(sample_rate=16)
+
+
+def test_silence_is_endpointed_without_empty_finals(tmp_path, tiny_layer_model):
+    """A checkpoint whose output always prefers the blank: 7 s of silence give no
+    Final until finish(), while rule 1 keeps resetting the segment."""
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "blank"
+    path.mkdir()
+    for f in tiny_layer_model.iterdir():
+        if f.is_file():
+            (path / f.name).write_bytes(f.read_bytes())
+    weights = load_file(path / "model.safetensors")
+    weights["lm_head.bias"][0] += 100.0
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    engine = Engine.load(path, lm=False)
+    rec, events = stream_all(engine, np.zeros(7 * 16000, dtype=np.float32))
+    assert [type(e) for e in events] == [Final]
+    assert events[0].text == "" and events[0].reason == "finish" and events[0].segment == 0
+    assert events[0].start == pytest.approx(4.8)  # two 2.4 s silence endpoints before
+    assert rec.decoded_seconds == pytest.approx(((7 * 16000 - 400) // 320 + 1) * 0.02)
+
+
+def test_reset_closes_the_segment_and_keeps_going(tiny_layer_model, speech):
+    audio, rate = speech
+    engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS)
+    rec = engine.new_stream()
+    rec.accept_audio(audio[: 3 * rate])
+    rec.reset()
+    rec.accept_audio(audio[3 * rate :])
+    rec.finish()
+    finals = [e for e in rec.events() if isinstance(e, Final)]
+    assert [f.reason for f in finals] == ["reset", "finish"]
+    assert [f.segment for f in finals] == [0, 1]
+    assert finals[1].start == finals[0].end
+    for f in finals:
+        for w in f.words:
+            assert f.start <= w.start < w.end <= f.end + 1e-9
+            assert 0.0 <= w.confidence <= 1.0
