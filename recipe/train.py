@@ -1,0 +1,414 @@
+"""Step 3: train the en-small character CTC model from scratch on CPU; resumable.
+
+Streams over the synthesized shards present in ``$XLSR_RECIPE_DIR/shards/train`` (rescanned every
+few minutes, so new shards are picked up while synthesis runs), augments on the fly in a loader
+thread, runs the model under bf16 autocast, and writes a checkpoint every ``--ckpt-minutes``
+(and on SIGTERM/SIGINT) to ``$XLSR_RECIPE_DIR/checkpoints`` keeping the last two. Kill it at any
+time; the same command resumes from the newest checkpoint.
+
+What makes a from-scratch CTC model converge quickly here:
+* pre-LN transformer (``do_stable_layer_norm``) + linear warmup to a fairly high peak LR;
+* length bucketing (little padding) and a curriculum: short utterances first, the length cap
+  grows with the step count;
+* clean audio first, augmentation ramps in; SpecAugment-style time masking only once the
+  model has started to align (``--mask-from-step``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import queue
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from augment import AugmentConfig, augment
+from common import (SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, normalize_text, shards_dir)
+
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    # 6M params: runs far faster than real time on one core, so 8+ streams fit on 2 cores.
+    hidden_size: int = 256
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    # the raw-waveform conv front end dominates CPU cost: narrow early layers, standard strides
+    conv_dim: tuple[int, ...] = (128, 128, 128, 256, 256, 256, 256)
+    num_conv_pos_embeddings: int = 64
+    num_conv_pos_embedding_groups: int = 16
+
+
+def build_config(shape: ModelShape):  # -> transformers.Wav2Vec2Config
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        vocab_size=len(VOCAB), pad_token_id=VOCAB["<pad>"], bos_token_id=VOCAB["<s>"], eos_token_id=VOCAB["</s>"],
+        hidden_size=shape.hidden_size, num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads, intermediate_size=shape.intermediate_size,
+        conv_dim=list(shape.conv_dim), conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
+        conv_bias=True, feat_extract_norm="layer", do_stable_layer_norm=True,
+        num_conv_pos_embeddings=shape.num_conv_pos_embeddings,
+        num_conv_pos_embedding_groups=shape.num_conv_pos_embedding_groups,
+        hidden_dropout=0.1, activation_dropout=0.05, attention_dropout=0.1, feat_proj_dropout=0.05,
+        final_dropout=0.05, layerdrop=0.0,
+        apply_spec_augment=True, mask_time_prob=0.0, mask_time_length=10, mask_feature_prob=0.0,
+        ctc_loss_reduction="mean", ctc_zero_infinity=True, feat_extract_activation="gelu",
+    )
+
+
+# ---------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Utt:
+    path: str
+    offset: int
+    length: int
+    text: str
+
+
+class ShardIndex:
+    """All complete shards (those with a .json) and their utterances; cheap to refresh."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.seen: set[str] = set()
+        self.utts: list[Utt] = []
+        self.seconds = 0.0
+
+    def refresh(self) -> int:
+        new = 0
+        for meta in sorted(self.root.glob("*.json")):
+            if meta.name in self.seen:
+                continue
+            try:
+                d = json.loads(meta.read_text())
+            except ValueError:
+                continue
+            flac = str(meta.with_suffix(".flac"))
+            for u in d["utts"]:
+                self.utts.append(Utt(flac, u["offset"], u["length"], u["text"]))
+                new += 1
+            self.seconds += d["seconds"]
+            self.seen.add(meta.name)
+        return new
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+
+
+class Loader:
+    """Background thread: length-bucketed batches, augmented, as padded torch tensors."""
+
+    def __init__(self, index: ShardIndex, args: argparse.Namespace, state: dict, seed: int) -> None:
+        self.index, self.args, self.state = index, args, state
+        self.rng = random.Random(seed)
+        self.q: queue.Queue = queue.Queue(maxsize=4)
+        self.aug_cfg = AugmentConfig()
+        self.last_refresh = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def max_len_s(self, step: int) -> float:
+        a = self.args
+        return min(a.max_utt_s, a.curriculum_start_s + step * a.curriculum_growth_s_per_1k / 1000)
+
+    def _batches(self) -> list[list[Utt]]:
+        step = self.state["step"]
+        cap = self.max_len_s(step) * SAMPLE_RATE
+        pool = [u for u in self.index.utts if u.length <= cap]
+        if len(pool) < 64:  # too few short ones yet: take the shortest available
+            pool = sorted(self.index.utts, key=lambda u: u.length)[:256]
+        # sort by length with jitter, cut into batches of ~batch_seconds of padded audio
+        pool.sort(key=lambda u: u.length * self.rng.uniform(0.9, 1.1))
+        batches, cur, longest = [], [], 0
+        budget = self.args.batch_seconds * SAMPLE_RATE
+        for u in pool:
+            longest2 = max(longest, u.length)
+            if cur and (longest2 * (len(cur) + 1) > budget or len(cur) >= self.args.max_batch_utts):
+                batches.append(cur)
+                cur, longest2 = [], u.length
+            cur.append(u)
+            longest = longest2
+        if cur:
+            batches.append(cur)
+        self.rng.shuffle(batches)
+        # a "pass" covers at most this many batches, so the curriculum and new shards get in quickly
+        return batches[: self.args.batches_per_pass]
+
+    def _load(self, batch: list[Utt]) -> dict:
+        step = self.state["step"]
+        strength = min(1.0, max(0.0, (step - self.args.aug_from_step) / max(self.args.aug_ramp_steps, 1)))
+        waves = []
+        for u in batch:
+            x, _ = sf.read(u.path, start=u.offset, frames=u.length, dtype="float32")
+            waves.append(x)
+        babble = [w for w in waves]
+        out = [normalize(augment(w, self.rng, self.aug_cfg, strength, babble)) for w in waves]
+        n = max(len(w) for w in out)
+        inp = np.zeros((len(out), n), np.float32)
+        mask = np.zeros((len(out), n), np.int64)
+        for i, w in enumerate(out):
+            inp[i, : len(w)] = w
+            mask[i, : len(w)] = 1
+        labels = [encode(u.text) for u in batch]
+        lab = np.full((len(batch), max(len(t) for t in labels)), -100, np.int64)
+        for i, t in enumerate(labels):
+            lab[i, : len(t)] = t
+        return {"input_values": torch.from_numpy(inp), "attention_mask": torch.from_numpy(mask),
+                "labels": torch.from_numpy(lab), "seconds": sum(len(w) for w in out) / SAMPLE_RATE}
+
+    def _run(self) -> None:
+        while True:
+            if time.time() - self.last_refresh > self.args.rescan_minutes * 60:
+                self.index.refresh()
+                self.last_refresh = time.time()
+            if not self.index.utts:
+                time.sleep(10)
+                self.last_refresh = 0
+                continue
+            for b in self._batches():
+                self.q.put(self._load(b))
+                if time.time() - self.last_refresh > self.args.rescan_minutes * 60:
+                    break
+
+    def get(self) -> dict:
+        return self.q.get()
+
+
+# ---------------------------------------------------------------- evaluation
+def librivox_set() -> list[tuple[str, str]]:
+    trans = LIBRIVOX_DIR / "transcription"
+    if not trans.exists():
+        return []
+    out = []
+    for line in trans.read_text().splitlines():
+        text, _, fid = line.rpartition("(")
+        text = text.replace("<s>", "").replace("</s>", "").strip()
+        out.append((str(LIBRIVOX_DIR / (fid.strip(" )") + ".wav")), normalize_text(text)))
+    return out
+
+
+def folder_set(folder: Path, limit: int = 0) -> list[tuple[str, str]]:
+    tsv = folder / "transcripts.tsv"
+    if not tsv.exists():
+        return []
+    rows = [line.split("\t", 1) for line in tsv.read_text().splitlines() if "\t" in line]
+    rows = [(str(folder / f), normalize_text(t)) for f, t in rows]
+    return rows[:limit] if limit else rows
+
+
+@torch.no_grad()
+def transcribe(model, wave: np.ndarray) -> str:
+    from common import greedy_decode
+
+    x = torch.from_numpy(normalize(wave.astype(np.float32)))[None]
+    logits = model(x).logits  # (1, frames, vocab)
+    return greedy_decode(logits.argmax(-1)[0].tolist())
+
+
+def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, dict]:
+    import jiwer
+
+    was_training = model.training
+    model.eval()
+    res = {}
+    for name, rows in sets.items():
+        if not rows:
+            continue
+        refs, hyps = [], []
+        for path, ref in rows:
+            wave, sr = sf.read(path, dtype="float32")
+            if wave.ndim > 1:
+                wave = wave.mean(axis=1)
+            if sr != SAMPLE_RATE:
+                import soxr
+
+                wave = soxr.resample(wave, sr, SAMPLE_RATE)
+            refs.append(ref)
+            hyps.append(transcribe(model, wave))
+        res[name] = {"wer": jiwer.wer(refs, hyps), "cer": jiwer.cer(refs, hyps), "n": len(rows),
+                     "example": {"ref": refs[0], "hyp": hyps[0]}}
+    if was_training:
+        model.train()
+    return res
+
+
+# ---------------------------------------------------------------- checkpoints
+def list_ckpts(d: Path) -> list[Path]:
+    return sorted(d.glob("ckpt-*.pt"))
+
+
+def save_ckpt(d: Path, model, opt, state: dict, keep: int = 2) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"ckpt-{state['step']:08d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                "config": model.config.to_dict()}, tmp)
+    os.replace(tmp, path)
+    for old in list_ckpts(d)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(d: Path) -> dict | None:
+    for path in reversed(list_ckpts(d)):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # a truncated file from a kill mid-write: fall back to the older one
+            print(f"cannot read {path}: {e}")
+    return None
+
+
+def lr_at(step: int, a: argparse.Namespace) -> float:
+    """Linear warmup to --lr, hold, then halve every --lr-halflife steps after --decay-from."""
+    warm = min(1.0, (step + 1) / a.warmup_steps)
+    decay = 0.5 ** (max(0, step - a.decay_from) / a.lr_halflife)
+    return a.lr * warm * decay
+
+
+# ---------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = ap.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--warmup-steps", type=int, default=600)
+    g.add_argument("--decay-from", type=int, default=30000)
+    g.add_argument("--lr-halflife", type=int, default=15000)
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--clip-grad", type=float, default=5.0)
+    g.add_argument("--max-steps", type=int, default=10**9)
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--threads", type=int, default=int(os.environ.get("XLSR_TRAIN_THREADS", "1")))
+    g = ap.add_argument_group("batches and curriculum")
+    g.add_argument("--batch-seconds", type=float, default=40.0, help="padded audio per batch")
+    g.add_argument("--max-batch-utts", type=int, default=24)
+    g.add_argument("--max-utt-s", type=float, default=14.0)
+    g.add_argument("--curriculum-start-s", type=float, default=3.5, help="length cap at step 0")
+    g.add_argument("--curriculum-growth-s-per-1k", type=float, default=3.0, help="cap growth per 1000 steps")
+    g.add_argument("--batches-per-pass", type=int, default=200)
+    g.add_argument("--rescan-minutes", type=float, default=5.0)
+    g = ap.add_argument_group("augmentation")
+    g.add_argument("--aug-from-step", type=int, default=1000)
+    g.add_argument("--aug-ramp-steps", type=int, default=3000)
+    g.add_argument("--mask-from-step", type=int, default=4000)
+    g.add_argument("--mask-time-prob", type=float, default=0.05)
+    g = ap.add_argument_group("checkpoints and logs")
+    g.add_argument("--ckpt-minutes", type=float, default=10.0)
+    g.add_argument("--eval-every-ckpt", type=int, default=1, help="evaluate every Nth checkpoint (0: never)")
+    g.add_argument("--dev-limit", type=int, default=150, help="synthetic dev utterances per eval")
+    g.add_argument("--log-every", type=int, default=25)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    from transformers import Wav2Vec2ForCTC
+
+    log = logs_dir() / "train.log"
+    ck = load_latest(ckpt_dir())
+    if ck is not None:
+        from transformers import Wav2Vec2Config
+
+        model = Wav2Vec2ForCTC(Wav2Vec2Config.from_dict(ck["config"]))
+        model.load_state_dict(ck["model"])
+        state = ck["state"]
+    else:
+        model = Wav2Vec2ForCTC(build_config(ModelShape()))
+        state = {"step": 0, "audio_seconds": 0.0, "cpu_seconds": 0.0, "wall_seconds": 0.0, "ckpts": 0,
+                 "shape": asdict(ModelShape())}
+    model.train()
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in n or "bias" in n else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    if ck is not None:
+        opt.load_state_dict(ck["opt"])
+    nparams = sum(p.numel() for p in model.parameters())
+    log_line(log, f"start step={state['step']} params={nparams / 1e6:.2f}M threads={args.threads} "
+                  f"bf16={args.bf16} args={vars(args)}")
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    index = ShardIndex(shards_dir() / "train")
+    index.refresh()
+    loader = Loader(index, args, state, seed=state["step"] + 17)
+    eval_sets = {"librivox": librivox_set(),
+                 "synth-dev": folder_set(shards_dir().parent / "eval" / "synth-dev", args.dev_limit)}
+
+    last_ckpt = time.time()
+    t_cpu, t_wall = time.process_time(), time.time()
+    win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time()}
+    steps_this_run = 0
+    while not stop["flag"] and state["step"] < args.max_steps:
+        batch = loader.get()
+        step = state["step"]
+        model.config.mask_time_prob = args.mask_time_prob if step >= args.mask_from_step else 0.0
+        for g_ in opt.param_groups:
+            g_["lr"] = lr_at(step, args)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            out = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"],
+                        labels=batch["labels"])
+        loss = out.loss
+        opt.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+            if torch.isfinite(gn):
+                opt.step()
+        state["step"] += 1
+        steps_this_run += 1
+        state["audio_seconds"] += batch["seconds"]
+        win["loss"] += loss.item()
+        win["n"] += 1
+        win["sec"] += batch["seconds"]
+        if state["step"] % args.log_every == 0:
+            dt = time.time() - win["t"]
+            log_line(log, f"step {state['step']} loss {win['loss'] / win['n']:.3f} lr {lr_at(step, args):.2e} "
+                          f"maxlen {loader.max_len_s(step):.1f}s speed {win['sec'] / dt:.1f}x rt "
+                          f"data {index.seconds / 3600:.2f}h ({len(index.utts)} utts) "
+                          f"seen {state['audio_seconds'] / 3600:.2f}h")
+            win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time()}
+        if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop["flag"] or state["step"] >= args.max_steps:
+            now_cpu, now_wall = time.process_time(), time.time()
+            state["cpu_seconds"] += now_cpu - t_cpu
+            state["wall_seconds"] += now_wall - t_wall
+            t_cpu, t_wall = now_cpu, now_wall
+            state["ckpts"] += 1
+            state["data_hours"] = index.seconds / 3600
+            if args.eval_every_ckpt and state["ckpts"] % args.eval_every_ckpt == 0 and not stop["flag"]:
+                if not eval_sets["synth-dev"]:
+                    eval_sets["synth-dev"] = folder_set(shards_dir().parent / "eval" / "synth-dev", args.dev_limit)
+                res = evaluate_sets(model, eval_sets)
+                state["eval"] = {"step": state["step"], **res}
+                log_line(log, "eval " + json.dumps(state["eval"]))
+                with open(logs_dir() / "eval.jsonl", "a") as f:
+                    f.write(json.dumps(state["eval"]) + "\n")
+            path = save_ckpt(ckpt_dir(), model, opt, state)
+            log_line(log, f"checkpoint {path.name} cpu {state['cpu_seconds'] / 3600:.2f}h "
+                          f"wall {state['wall_seconds'] / 3600:.2f}h")
+            last_ckpt = time.time()
+    log_line(log, f"stop at step {state['step']} after {steps_this_run} steps this run")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
