@@ -179,9 +179,10 @@ class Wav2Vec2Config:
             values = getattr(self, name)
             if any(value < 1 for value in values):
                 raise ModelLoadError(f"config.json {name} must be positive integers, got {list(values)}")
+        if self.num_hidden_layers < 0:
+            raise ModelLoadError(f"config.json num_hidden_layers must be >= 0, got {self.num_hidden_layers}")
         for name in (
             "hidden_size",
-            "num_hidden_layers",
             "num_attention_heads",
             "intermediate_size",
             "num_conv_pos_embeddings",
