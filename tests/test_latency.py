@@ -1,0 +1,204 @@
+"""Latency lab: pure metrics on hand-made timelines, protocol parsing, and a short run against a real server."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import latency.metrics
+import latency.protocol
+import latency.report
+import latency.runner
+from latency.metrics import (
+    Budget,
+    CapacitySearch,
+    LevelSummary,
+    StreamTrace,
+    TimedEvent,
+    budget_failures,
+    contained_words,
+    final_latency,
+    hypothesis_timeline,
+    partial_delays,
+    percentiles,
+    revisions,
+    summarize_level,
+    time_to_first_partial,
+)
+from latency.protocol import ProtocolError, VoskReplyParser, int16_pcm, stream_url
+from streaming.events import Final, Partial, Word
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def P(t: float, text: str, segment: int = 0) -> TimedEvent:
+    return TimedEvent(t, Partial(text, "", segment, 0.0, t))
+
+
+def F(t: float, text: str, segment: int = 0) -> TimedEvent:
+    return TimedEvent(t, Final(text, (), segment, 0.0, t, "silence"))
+
+
+REF = [
+    Word("the", 0.20, 0.40, 1.0),
+    Word("cat", 0.50, 0.80, 1.0),
+    Word("sat", 0.90, 1.30, 1.0),
+    Word("down", 2.00, 2.40, 1.0),
+]
+
+
+@pytest.mark.parametrize("module", [latency.metrics, latency.protocol, latency.report, latency.runner])
+def test_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.failed == 0
+
+
+def test_partial_delay_counts_from_word_end_to_first_reply_containing_it() -> None:
+    events = [P(0.5, ""), P(1.0, "the"), P(1.5, "the cap"), P(2.0, "the cat sat"), F(3.0, "the cat sat"),
+              P(3.2, "down")]
+    delays = partial_delays(hypothesis_timeline(events), REF)
+    assert delays == pytest.approx([1.0 - 0.4, 2.0 - 0.8, 2.0 - 1.3, 3.2 - 2.4])
+
+
+def test_partial_delay_is_none_for_words_never_shown_and_a_revised_word_keeps_its_first_arrival() -> None:
+    events = [P(1.0, "the cat"), P(1.5, "the hat"), F(2.5, "the cat")]
+    delays = partial_delays(hypothesis_timeline(events), REF)
+    assert delays[:2] == pytest.approx([0.6, 0.2])
+    assert delays[2:] == [None, None]
+
+
+def test_contained_words_matches_in_order_not_as_a_bag() -> None:
+    # "cat" appears, but only after where "the" should be: the LCS keeps one of them.
+    assert contained_words(["cat", "the"], ["the", "cat"]).count(True) == 1
+    assert contained_words(["a", "a"], ["a", "b", "a"]) == [True, False, True]
+    assert contained_words([], ["x"]) == [False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from("abc"), max_size=8), st.lists(st.sampled_from("abc"), max_size=8))
+def test_contained_words_is_a_common_subsequence(hyp: list[str], ref: list[str]) -> None:
+    found = contained_words(hyp, ref)
+    matched = [w for w, hit in zip(ref, found, strict=True) if hit]
+    it = iter(hyp)
+    assert all(any(w == h for h in it) for w in matched)  # matched words occur in hyp, in order
+    if hyp == ref:
+        assert all(found)
+
+
+def test_time_to_first_partial_skips_empty_replies() -> None:
+    assert time_to_first_partial([P(0.1, ""), P(0.2, " "), P(0.9, "hi")]) == 0.9
+    assert time_to_first_partial([P(0.1, ""), F(0.5, "")]) is None
+
+
+def test_final_latency_uses_the_last_final_with_text() -> None:
+    events = [P(1.0, "the"), F(2.0, "the cat"), P(2.5, "sat"), F(3.4, "sat down"), F(5.0, "")]
+    assert final_latency(events, speech_end=2.4) == pytest.approx(1.0)
+    assert final_latency([P(1.0, "x"), F(2.0, "")], speech_end=1.0) is None
+
+
+def test_revisions_count_words_taken_back() -> None:
+    timeline = hypothesis_timeline([P(1, "the"), P(2, "the cap"), P(3, "the cat sat"), F(4, "the cat sat")])
+    r = revisions(timeline)
+    # the | +cap | -cap +cat +sat | (final: no change)
+    assert (r.words_shown, r.words_revised, r.updates, r.updates_with_revision) == (4, 1, 3, 1)
+    assert r.revision_rate == pytest.approx(0.25)
+    assert revisions([]).revision_rate is None
+
+
+def test_percentiles_ignore_missing_values() -> None:
+    assert percentiles([None, None]) == {"p50": None, "p90": None, "p99": None, "n": 0}
+    stats = percentiles([float(i) for i in range(101)])
+    assert (stats["p50"], stats["p90"], stats["p99"], stats["n"]) == (50.0, 90.0, 99.0, 101)
+
+
+def test_summarize_level_pools_streams_and_counts_failures() -> None:
+    ok = StreamTrace(0, 2.5, events=[P(1.0, "the cat"), F(2.9, "the cat sat down")], reply_lags=[0.1, 0.2])
+    dropped = StreamTrace(1, 2.5, status="dropped", error="server closed the stream: code 1011 'x'")
+    failed = StreamTrace(2, 2.5, status="failed", error="while connecting: refused")
+    summary = summarize_level(3, [ok, dropped, failed], REF, speech_end=2.4, rtf=0.05)
+    assert (summary.streams, summary.failed, summary.dropped) == (3, 1, 1)
+    assert summary.partial_delay["n"] == 4
+    assert summary.final_latency["p50"] == pytest.approx(0.5)
+    assert summary.time_to_first_partial["p50"] == pytest.approx(1.0)
+    assert summary.reply_lag["n"] == 2
+    assert summary.rtf == 0.05
+    assert len(summary.errors) == 2
+    reasons = budget_failures(summary, Budget(max_failures=1))
+    assert reasons == ["2 of 3 streams failed or dropped (allowed 1)"]
+    assert budget_failures(summary, Budget(max_failures=2)) == []
+
+
+def test_budget_checks_the_chosen_percentile() -> None:
+    s = LevelSummary(2, 2, 0, 0, {}, {"p50": 1.0, "p90": 2.6}, {"p50": 1.0, "p90": 4.5}, {"p90": 0.1},
+                     0, None, None, 0.0)
+    assert len(budget_failures(s, Budget())) == 2
+    assert budget_failures(s, Budget(percentile=50)) == []
+    with pytest.raises(ValueError, match="percentile must be one of"):
+        Budget(percentile=95)
+    with pytest.raises(ValueError, match="partial_s"):
+        Budget(partial_s=0)
+
+
+@pytest.mark.parametrize(
+    ("limit", "maximum", "bisect", "tried", "capacity"),
+    [
+        (100, 16, True, [1, 2, 4, 8, 16], 16),  # everything holds: stop at the maximum
+        (0, 16, True, [1], 0),  # nothing holds
+        (5, 64, True, [1, 2, 4, 8, 6, 5], 5),
+        (5, 64, False, [1, 2, 4, 8], 4),
+        (3, 6, True, [1, 2, 4, 3], 3),  # doubling clamps to the maximum
+    ],
+)
+def test_capacity_search(limit: int, maximum: int, bisect: bool, tried: list[int], capacity: int) -> None:
+    search = CapacitySearch(start=1, maximum=maximum, bisect=bisect)
+    seen = []
+    while (level := search.next_level()) is not None:
+        seen.append(level)
+        search.record(level, level <= limit)
+        assert len(seen) < 20
+    assert seen == tried
+    assert search.capacity == capacity
+
+
+def test_vosk_parser_numbers_segments_and_reads_words() -> None:
+    parser = VoskReplyParser()
+    first = parser.parse('{"partial": "hel"}', audio_seconds=0.5)
+    assert isinstance(first, Partial) and first.text == "hel" and first.segment == 0
+    final = parser.parse(json.dumps({"text": "hello", "result": [
+        {"word": "hello", "start": 0.12, "end": 0.6, "conf": 0.9}]}), audio_seconds=1.0)
+    assert isinstance(final, Final)
+    assert (final.segment, final.start, final.end) == (0, 0.12, 0.6)
+    empty = parser.parse('{"text": ""}', audio_seconds=3.0)
+    assert isinstance(empty, Final) and empty.segment == 1 and empty.end == 3.0
+    alt = parser.parse('{"alternatives": [{"confidence": 0.5, "text": "hi"}]}', audio_seconds=3.5)
+    assert isinstance(alt, Final) and alt.text == "hi"
+    assert parser.parse('{"partial": ""}', audio_seconds=4.0).segment == 3
+
+
+@pytest.mark.parametrize(
+    ("message", "match"),
+    [
+        (b"\x00\x01", "binary"),
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"foo": 1}', "'partial' or 'text'"),
+        ('{"text": "a", "result": [{"word": "a"}]}', "expected a word"),
+    ],
+)
+def test_vosk_parser_rejects_what_the_protocol_does_not_allow(message: str | bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        VoskReplyParser().parse(message, audio_seconds=0.0)
+
+
+def test_stream_url_and_pcm() -> None:
+    assert stream_url("ws://h:1", "vosk") == "ws://h:1/"
+    assert stream_url("wss://h:1/", "native") == "wss://h:1/v1/stream"
+    with pytest.raises(ValueError, match="ws://"):
+        stream_url("http://h:1", "vosk")
+    import numpy as np
+
+    assert int16_pcm(np.array([1, -2], dtype=np.int16)) == b"\x01\x00\xfe\xff"
