@@ -1,0 +1,263 @@
+"""``xlsr-stream latency``: how many real-time streams does a server hold within a latency budget?
+
+Steps:
+
+1. Decode the audio offline (whole utterance, same model) to get each word's
+   end time: the reference that partial delays are measured against.
+2. For each concurrency level, run that many clients that replay the audio
+   at real-time pace over websocket and timestamp every reply
+   (:mod:`latency.runner`); then, unless ``--no-rtf``, send the same streams
+   flat out to measure the server's real-time factor at that load.
+3. Pool the traces into percentiles (:mod:`latency.metrics`), check the
+   budget, pick the next level (double, then bisect), until the largest
+   level within budget is known.
+4. Write report.json, print a p50/p90/p99 table, draw PNG plots.
+
+Works against our server (``--protocol native`` or ``vosk``) and, with
+``--protocol vosk``, against any vosk-protocol server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from streaming.audio import StreamResampler
+from streaming.errors import StreamingError
+from streaming.events import Word
+
+from .metrics import Budget, CapacitySearch, budget_failures, summarize_level
+from .protocol import PROTOCOLS, ProtocolError, open_stream, stream_url
+from .report import LevelResult, Report, format_table, write_plots
+from .runner import ClientConfig, flat_out_rtf, run_level
+
+__all__ = ["build_parser", "load_audio_16k", "main", "reference_words"]
+
+logger = logging.getLogger("latency")
+
+_BUDGET = Budget()
+_CLIENT = ClientConfig(url="ws://127.0.0.1:2700")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xlsr-stream latency",
+        description="Replay audio from N concurrent real-time clients against a websocket server; "
+        "measure partial/final latency, stability, RTF and failures; find the most streams "
+        "the server holds within a latency budget.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+
+    target = parser.add_argument_group("server")
+    target.add_argument("--server", default=_CLIENT.url,
+                        help="server URL; the protocol's path is added when the URL has none")
+    target.add_argument("--protocol", choices=PROTOCOLS, default="vosk",
+                        help="vosk works against any vosk-server; native is ours (/v1/stream)")
+    target.add_argument("--open-timeout", type=float, default=_CLIENT.open_timeout_s, metavar="S",
+                        help="connect + handshake limit per stream")
+    target.add_argument("--final-timeout", type=float, default=_CLIENT.final_timeout_s, metavar="S",
+                        help="how long after the audio a stream may wait for its final result")
+
+    audio = parser.add_argument_group("audio and reference")
+    audio.add_argument("--audio", required=True, metavar="FILE",
+                       help="speech to replay (mono wav/flac/ogg, any rate; resampled to 16 kHz)")
+    audio.add_argument("--model", default=None,
+                       help="model for the offline reference decode; use the server's model "
+                       "(default: the shipped models/en-small)")
+    lm = audio.add_mutually_exclusive_group()
+    lm.add_argument("--lm", default=None, help="LM for the reference decode (default: the model's own)")
+    lm.add_argument("--no-lm", action="store_true", help="reference decode without an LM")
+    audio.add_argument("--no-reference", action="store_true",
+                       help="skip the offline decode: no partial delays, end of speech = end of audio")
+
+    load = parser.add_argument_group("load")
+    load.add_argument("--concurrency", default=None, metavar="N[,N...]",
+                      help="run exactly these levels (e.g. 1,2,4,8) instead of searching")
+    load.add_argument("--start", type=int, default=1, help="first level of the search")
+    load.add_argument("--max-concurrency", type=int, default=64, help="highest level the search tries")
+    load.add_argument("--no-bisect", action="store_true",
+                      help="stop at the first level that misses the budget instead of bisecting")
+    load.add_argument("--block-ms", type=float, default=_CLIENT.block_s * 1000, help="audio per message")
+    load.add_argument("--ramp", type=float, default=_CLIENT.ramp_s, metavar="S",
+                      help="spread client starts over this many seconds")
+    load.add_argument("--settle", type=float, default=1.0, metavar="S", help="pause between levels")
+    load.add_argument("--no-rtf", action="store_true", help="skip the flat-out RTF run at each level")
+
+    budget = parser.add_argument_group("latency budget")
+    budget.add_argument("--budget-partial", type=float, default=_BUDGET.partial_s, metavar="S",
+                        help="partial delay limit (and reply lag limit)")
+    budget.add_argument("--budget-final", type=float, default=_BUDGET.final_s, metavar="S",
+                        help="final latency after end of speech limit")
+    budget.add_argument("--budget-percentile", type=int, default=_BUDGET.percentile, choices=(50, 90, 99))
+    budget.add_argument("--max-failures", type=int, default=_BUDGET.max_failures,
+                        help="failed or dropped streams a level may have")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--out-dir", type=Path, default=Path("latency-report"),
+                     help="report.json and the PNG plots go here")
+    out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    return parser
+
+
+def load_audio_16k(path: str | Path) -> np.ndarray:
+    """A mono audio file as float32 at 16 kHz."""
+    from cli.audio_files import open_audio
+
+    audio = open_audio(path)
+    samples = audio.read()
+    resampler = StreamResampler(audio.sample_rate, 16_000)
+    return np.concatenate([resampler.process(samples), resampler.flush()]).astype(np.float32)
+
+
+def reference_words(
+    samples: np.ndarray, *, model: str | None, lm: str | bool | None
+) -> tuple[list[Word], str]:
+    """Words with times from the full-utterance decode of the same audio with the same model."""
+    from streaming import Engine
+
+    engine = Engine.load(model, lm=lm)
+    final = engine.transcribe_offline(samples, 16_000)
+    return list(final.words), engine.info.name
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise ValueError(f"--concurrency takes numbers like 1,2,4; got {text!r}") from None
+    if not levels or levels[0] < 1:
+        raise ValueError(f"--concurrency levels must be >= 1, got {text!r}")
+    return levels
+
+
+async def _preflight(config: ClientConfig) -> None:
+    """One short stream, so an unreachable server is one clear error, not N timeouts."""
+    try:
+        async with open_stream(config.url, config.protocol, config.sample_rate,
+                               open_timeout=config.open_timeout_s) as stream:
+            await stream.send_eof()
+
+            async def drain() -> None:
+                async for _ in stream.replies():
+                    pass
+
+            await asyncio.wait_for(drain(), config.final_timeout_s)
+    except (OSError, asyncio.TimeoutError, ProtocolError) as exc:
+        raise ConnectionError(
+            f"cannot stream to {stream_url(config.url, config.protocol)} ({type(exc).__name__}: {exc}); "
+            "is the server running? start ours with `xlsr-stream serve`, or pass --server"
+        ) from exc
+    except Exception as exc:  # websockets handshake errors and closes
+        raise ConnectionError(
+            f"{stream_url(config.url, config.protocol)} did not accept a {config.protocol} stream: {exc}"
+        ) from exc
+
+
+async def run_sweep(
+    report: Report,
+    config: ClientConfig,
+    samples: np.ndarray,
+    *,
+    levels: Sequence[int] | None,
+    search: CapacitySearch | None,
+    rtf: bool,
+    settle_s: float,
+    echo: bool = True,
+) -> None:
+    """Run levels (fixed list or search), appending to ``report.levels``."""
+    await _preflight(config)
+    fixed = list(levels or [])
+    while True:
+        if search is not None:
+            level = search.next_level()
+        else:
+            level = fixed.pop(0) if fixed else None
+        if level is None:
+            break
+        if report.levels:
+            await asyncio.sleep(settle_s)
+        started = time.monotonic()
+        traces = await run_level(config, samples, level)
+        level_rtf = await flat_out_rtf(config, samples, level) if rtf else None
+        summary = summarize_level(level, traces, report.reference, report.speech_end, rtf=level_rtf)
+        result = LevelResult(summary, traces, budget_failures(summary, report.budget))
+        report.levels.append(result)
+        if search is not None:
+            search.record(level, result.holds)
+        if echo:
+            print(f"  {level:4d} streams: {'within budget' if result.holds else 'MISS'} "
+                  f"({time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
+    holds = {lv.summary.concurrency: lv.holds for lv in report.levels}
+    capacity = 0
+    for level in sorted(holds):
+        if not holds[level]:
+            break
+        capacity = level
+    report.capacity = capacity
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    prog = "xlsr-stream latency"
+    try:
+        budget = Budget(args.budget_partial, args.budget_final, args.budget_percentile, args.max_failures)
+        config = ClientConfig(
+            url=args.server, protocol=args.protocol, block_s=args.block_ms / 1000.0, ramp_s=args.ramp,
+            open_timeout_s=args.open_timeout, final_timeout_s=args.final_timeout,
+        )
+        stream_url(config.url, config.protocol)  # validates the URL
+        levels = _levels(args.concurrency) if args.concurrency else None
+        search = None if levels else CapacitySearch(
+            start=args.start, maximum=args.max_concurrency, bisect=not args.no_bisect
+        )
+        samples = load_audio_16k(args.audio)
+        audio_seconds = len(samples) / 16_000
+        if args.no_reference:
+            words, model_name = [], None
+        else:
+            print(f"{prog}: offline reference decode of {args.audio} ...", file=sys.stderr, flush=True)
+            words, model_name = reference_words(
+                samples, model=args.model, lm=False if args.no_lm else args.lm
+            )
+        speech_end = words[-1].end if words else audio_seconds
+        report = Report(
+            server=stream_url(config.url, config.protocol), protocol=config.protocol,
+            audio_path=str(args.audio), audio_seconds=audio_seconds, speech_end=speech_end,
+            reference=words, reference_model=model_name, budget=budget, client=asdict(config),
+        )
+        print(f"{prog}: {audio_seconds:.1f} s of audio, {len(words)} reference words, "
+              f"server {report.server}", file=sys.stderr, flush=True)
+        asyncio.run(run_sweep(report, config, samples, levels=levels, search=search,
+                              rtf=not args.no_rtf, settle_s=args.settle))
+    except ConnectionError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except (StreamingError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+    report_path = args.out_dir / "report.json"
+    report.write_json(report_path)
+    print(format_table(report.levels, budget))
+    print(f"capacity: {report.capacity} real-time streams within budget")
+    written = [report_path]
+    if not args.no_plots:
+        written += write_plots(report, args.out_dir)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
