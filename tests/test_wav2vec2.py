@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,8 @@ def test_layer_family_conv_features_are_local(layer_pair, start_frame: int, extr
     """A window's conv features equal the matching slice of the full input's:
     what lets the streaming caller compute each frame's features once."""
     _, lean = layer_pair
-    audio = torch.from_numpy(np.random.default_rng(start_frame).standard_normal((1, 16_000)).astype(np.float32))
+    rng = np.random.default_rng(start_frame)
+    audio = torch.from_numpy(rng.standard_normal((1, 16_000)).astype(np.float32))  # (1, samples)
     start = start_frame * hop_samples()
     window = audio[:, start : start + receptive_field_samples() + extra]  # (1, samples)
     with torch.inference_mode():
@@ -182,7 +184,7 @@ def test_frame_arithmetic_examples() -> None:
 )
 def test_unsupported_configs_are_refused(change: dict[str, object], message: str) -> None:
     raw = {**tiny_config("layer"), **change}
-    with pytest.raises(ModelLoadError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(ModelLoadError, match=re.escape(message)):
         Wav2Vec2Config.from_dict(raw)
 
 
@@ -192,7 +194,7 @@ def test_state_dict_problems_name_the_tensor(layer_pair) -> None:
     state = dict(reference.state_dict())
 
     missing = {k: t for k, t in state.items() if k != "wav2vec2.encoder.layers.1.attention.q_proj.weight"}
-    with pytest.raises(ModelLoadError, match=r"lacks 1 tensor.*wav2vec2\.encoder\.layers\.1\.attention\.q_proj\.weight"):
+    with pytest.raises(ModelLoadError, match=r"lacks 1 tensor.*wav2vec2.encoder.layers.1.attention.q_proj"):
         build_model(config, missing)
 
     wrong = {**state, "lm_head.weight": torch.zeros(33, 32)}
@@ -200,7 +202,7 @@ def test_state_dict_problems_name_the_tensor(layer_pair) -> None:
         build_model(config, wrong)
 
     extra = {**state, "wav2vec2.encoder.layers.2.layer_norm.weight": torch.ones(32)}
-    with pytest.raises(ModelLoadError, match=r"does not account for.*num_hidden_layers=2.*layers\.2\.layer_norm"):
+    with pytest.raises(ModelLoadError, match=r"not account for.*num_hidden_layers=2.*layers\.2\.layer_norm"):
         build_model(config, extra)
 
     lonely_g = {k: t for k, t in state.items() if not k.endswith("original1")}
