@@ -145,9 +145,7 @@ class DecoderConfig:
                 f"token_min_logp must be a finite log-prob in (-inf, 0], got {self.token_min_logp}"
             )
         if isinstance(self.hotwords, str):
-            raise ValueError(
-                f"hotwords must be a sequence of words, got the str {self.hotwords!r}"
-            )
+            raise ValueError(f"hotwords must be a sequence of words, got the str {self.hotwords!r}")
         hotwords = tuple(self.hotwords)
         if not all(isinstance(w, str) for w in hotwords):
             raise ValueError(f"hotwords must all be str, got {hotwords!r}")
@@ -178,9 +176,7 @@ class DecoderStream(Protocol):
 class Decoder(Protocol):
     """Shared by all streams of an engine; holds the LM."""
 
-    def new_stream(
-        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True
-    ) -> DecoderStream: ...
+    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> DecoderStream: ...
 
 
 # --------------------------------------------------------------------------------------
@@ -190,13 +186,9 @@ def _check_log_probs(log_probs: Any, vocab_size: int) -> np.ndarray:
     """Validate shape; returns a C-contiguous float array ``(frames, vocab)``."""
     arr = np.asarray(log_probs)
     if arr.ndim != 2:
-        raise VocabularyError(
-            f"log_probs must be 2-D (frames, vocab), got shape {tuple(arr.shape)}"
-        )
+        raise VocabularyError(f"log_probs must be 2-D (frames, vocab), got shape {tuple(arr.shape)}")
     if arr.shape[1] != vocab_size:
-        raise VocabularyError(
-            f"logits have {arr.shape[1]} columns, vocabulary has {vocab_size}"
-        )
+        raise VocabularyError(f"logits have {arr.shape[1]} columns, vocabulary has {vocab_size}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise VocabularyError(f"log_probs must be floating point, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr)
@@ -315,9 +307,7 @@ class GreedyDecoder:
         self.vocab = tuple(vocab)
         self.labels = build_labels(self.vocab)
 
-    def new_stream(
-        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True
-    ) -> GreedyStream:
+    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> GreedyStream:
         """A new stream; ``hotwords``/``use_lm`` are accepted for the protocol and ignored."""
         return GreedyStream(self.labels)
 
@@ -363,7 +353,7 @@ class _Text:
         self.parent = parent
         self.word = word
         self.uid = uid
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.hot_count = hot_count  # whole words of the text that are hotwords
         self.hot = hot  # hotword score of the whole text: weight * (hotword count)
         self.raw_lm = raw_lm
@@ -439,9 +429,7 @@ class BeamSearchStream:
         order = 1 if lm is None else lm.order
         self._history = max(1, order - 1)
         self._uids = 0
-        self._texts: weakref.WeakValueDictionary[tuple[int, str], _Text] = (
-            weakref.WeakValueDictionary()
-        )
+        self._texts: weakref.WeakValueDictionary[tuple[int, str], _Text] = weakref.WeakValueDictionary()
         start_state = None if self._scorer is None else self._scorer.get_start_state()
         self._root = _Text(None, "", 0, 0, 0.0, 0.0, start_state, 0.0, ())
         self._beams: list[_Beam] = [(self._root, "", None, None, -1, -1, 0.0)]
@@ -497,16 +485,12 @@ class BeamSearchStream:
         for offset in range(chunk.shape[0]):
             column = chunk[offset]  # (vocab,)
             # the exact candidate order pyctcdecode iterates: a set built this way
-            candidates = set(np.where(column >= token_min_logp)[0].tolist()) | {
-                int(column.argmax())
-            }
+            candidates = set(np.where(column >= token_min_logp)[0].tolist()) | {int(column.argmax())}
             self._step(self.frames + offset, column.tolist(), candidates)
         self.frames += chunk.shape[0]
         if len(self._partial_scores) > _PARTIAL_CACHE_LIMIT:
             live = {b[1] for b in self._beams}
-            self._partial_scores = {
-                k: v for k, v in self._partial_scores.items() if k in live
-            }
+            self._partial_scores = {k: v for k, v in self._partial_scores.items() if k in live}
 
     def _step(self, frame: int, row: list[float], candidates: set[int]) -> None:
         labels = self._labels
@@ -518,20 +502,18 @@ class BeamSearchStream:
             p = row[token]
             char = labels[token]
             if char == "":
-                for text, part, last, spans, ps, pe, score in beams:
+                for text, part, _last, spans, ps, pe, score in beams:
                     append((text, part, char, spans, ps, pe, score + p))
             elif char == " ":
                 for text, part, last, spans, ps, pe, score in beams:
                     if last == char:
                         append((text, part, char, spans, ps, end, score + p))
                     elif part:
-                        append(
-                            (self._child(text, part), "", char, _Span(spans, ps, pe), -1, -1, score + p)
-                        )
+                        append((self._child(text, part), "", char, _Span(spans, ps, pe), -1, -1, score + p))
                     else:
                         append((text, "", char, spans, -1, -1, score + p))
             else:
-                for text, part, last, spans, ps, pe, score in beams:
+                for text, part, last, spans, ps, _pe, score in beams:
                     if last == char:
                         append((text, part, char, spans, ps, end, score + p))
                     elif ps < 0:
@@ -572,9 +554,7 @@ class BeamSearchStream:
     def _select(self, scored: list[tuple[float, Any]]) -> list[tuple[float, Any]]:
         config = self._config
         floor = max(s for s, _ in scored) + config.beam_prune_logp
-        kept = heapq.nlargest(
-            config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0)
-        )
+        kept = heapq.nlargest(config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
         if not config.prune_history:
             return kept
         seen: set[tuple[tuple[str, ...], str, str | None]] = set()
@@ -641,6 +621,7 @@ class BeamSearchStream:
         closing: list[tuple[_Text, _Text, str, _Span | None, float]] = []
         index: dict[_Text, int] = {}
         for text, part, _, spans, ps, pe, score in self._beams:
+            new_spans: _Span | None
             if part:
                 new_text, new_spans = self._child(text, part), _Span(spans, ps, pe)
             else:
@@ -662,9 +643,9 @@ class BeamSearchStream:
                 scored.append((score + new_text.hot + self._partial_score(""), item))
         config = self._config
         floor = max(s for s, _ in scored) + config.beam_prune_logp
-        best = heapq.nlargest(
-            config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0)
-        )[0][1]
+        best = heapq.nlargest(config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0))[0][
+            1
+        ]
         words = self._words(best[0], best[3])
         self._final = Hypothesis(" ".join(w.text for w in words), len(words), words)
         return self._final
@@ -692,9 +673,7 @@ class BeamSearchDecoder:
             lm = lm.with_params(alpha=config.alpha, beta=config.beta)
         self.lm = lm
 
-    def new_stream(
-        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True
-    ) -> BeamSearchStream:
+    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> BeamSearchStream:
         """A stream for one segment; ``hotwords`` replaces ``config.hotwords`` if given."""
         if isinstance(hotwords, str):
             raise ValueError(f"hotwords must be a sequence of words, got the str {hotwords!r}")

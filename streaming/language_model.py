@@ -94,9 +94,7 @@ class LanguageModelConfig:
         if self.unk_score_offset is not None and not (
             math.isfinite(self.unk_score_offset) and self.unk_score_offset <= 0.0
         ):
-            raise ValueError(
-                f"unk_score_offset must be a finite number <= 0, got {self.unk_score_offset!r}"
-            )
+            raise ValueError(f"unk_score_offset must be a finite number <= 0, got {self.unk_score_offset!r}")
 
 
 def build_labels(vocab: Sequence[str]) -> tuple[str, ...]:
@@ -131,7 +129,9 @@ def build_labels(vocab: Sequence[str]) -> tuple[str, ...]:
         )
     if labels.count(" ") != 1:
         raise VocabularyError("vocabulary has no word delimiter: expected '|' (or ' ')")
-    bad = [t for t, label in zip(tokens, labels) if label != " " and any(c.isspace() for c in label)]
+    bad = [
+        t for t, label in zip(tokens, labels, strict=True) if label != " " and any(c.isspace() for c in label)
+    ]
     if bad:
         raise VocabularyError(f"vocabulary tokens must not contain whitespace, got {bad!r}")
     return labels
@@ -202,6 +202,12 @@ class LanguageModel:
             f"alpha={self.alpha:g}, beta={self.beta:g})"
         )
 
+    def __str__(self) -> str:
+        return self.description
+
+    def __repr__(self) -> str:
+        return f"LanguageModel({self.description}, source={str(self.source)!r})"
+
     def with_params(
         self,
         *,
@@ -223,9 +229,7 @@ class LanguageModel:
             scorer.unk_score_offset = float(unk_score_offset)
         if score_boundary is not None:
             scorer.score_boundary = bool(score_boundary)
-        clone = LanguageModel(
-            scorer, kenlm_path=self.kenlm_path, source=self.source, unigrams=self._unigrams
-        )
+        clone = LanguageModel(scorer, kenlm_path=self.kenlm_path, source=self.source, unigrams=self._unigrams)
         clone._unigram_chars = self._unigram_chars
         return clone
 
@@ -313,8 +317,8 @@ def _load_kenlm(path: Path) -> Any:
 
 def load_language_model(
     path: str | Path,
-    *,
     vocab: Sequence[str] | None = None,
+    *,
     unigrams: str | Path | Iterable[str] | None = None,
     config: LanguageModelConfig = LanguageModelConfig(),
 ) -> LanguageModel:

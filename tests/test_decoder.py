@@ -1,0 +1,357 @@
+"""Decoder tests: pyctcdecode identity across chunkings, greedy, stable prefix, errors.
+
+The reference is pyctcdecode itself (``build_ctcdecoder(...).decode_beams`` over
+the whole utterance); the LM is the real hand-made 3-gram ``fixtures/tiny.arpa``.
+Logits are built from text (one-hot peaks + Gaussian noise) so that several
+tokens per frame pass ``token_min_logp`` and the beams really compete.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyctcdecode import build_ctcdecoder
+
+from streaming.decoder import (
+    BeamSearchDecoder,
+    DecodedWord,
+    DecoderConfig,
+    GreedyDecoder,
+    Hypothesis,
+    _renormalize,
+    build_decoder,
+)
+from streaming.errors import StreamStateError, VocabularyError
+from streaming.language_model import LanguageModel, load_language_model
+
+ARPA = Path(__file__).resolve().parent / "fixtures" / "tiny.arpa"
+# the usual 32-token English wav2vec2 vocabulary (lower-cased), index order
+VOCAB = ("<pad>", "<s>", "</s>", "<unk>", "|") + tuple("etaonihsrdlumwcfgypbvk'xjqz")
+TOKEN = {t: i for i, t in enumerate(VOCAB)}
+WORDS = sorted(
+    line.split("\t")[1]
+    for line in ARPA.read_text().split("\\1-grams:")[1].split("\\2-grams:")[0].splitlines()
+    if line.count("\t") == 2 and line.split("\t")[1].isalpha()
+)
+
+UTTERANCES = [
+    "the cat sat on the mat",
+    "a dog ate the fish",
+    "we like the big red bal",  # out-of-vocabulary last word
+    "hello the quick brown fox jumps",
+]
+
+
+def make_log_probs(
+    text: str, seed: int, noise: float = 1.5, quantize: bool = False, peak: tuple[float, float] = (2.0, 8.0)
+) -> np.ndarray:
+    """(frames, 32) float32 log-probs spelling ``text``: 1-2 frames a token, blanks between."""
+    rng = np.random.default_rng(seed)
+    path = [0, 0]
+    for ch in text:
+        path += [TOKEN["|" if ch == " " else ch]] * int(rng.integers(1, 3))
+        path += [0] * int(rng.integers(0, 3))
+    path += [0, 0]
+    frames = len(path)
+    logits = rng.normal(0.0, noise, (frames, len(VOCAB)))  # (frames, vocab)
+    logits[np.arange(frames), path] += rng.uniform(*peak, frames)
+    logits[:, [TOKEN["<s>"], TOKEN["</s>"]]] -= 8.0  # real CTC heads almost never emit these
+    if quantize:  # exact score ties exercise merge / sort tie-breaking
+        logits = np.round(logits)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return log_probs.astype(np.float32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_pyctcdecode() -> None:
+    logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+    logging.getLogger("streaming").setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="module")
+def lm() -> LanguageModel:
+    return load_language_model(ARPA, VOCAB)
+
+
+@pytest.fixture(scope="module")
+def references() -> dict[bool, object]:
+    return {True: build_ctcdecoder(list(VOCAB), str(ARPA)), False: build_ctcdecoder(list(VOCAB))}
+
+
+def run_stream(stream: object, log_probs: np.ndarray, chunk: int) -> tuple[list[Hypothesis], Hypothesis]:
+    partials = []
+    for start in range(0, len(log_probs), chunk):
+        stream.accept(log_probs[start : start + chunk])  # type: ignore[attr-defined]
+        partials.append(stream.partial())  # type: ignore[attr-defined]
+    return partials, stream.finalize()  # type: ignore[attr-defined]
+
+
+def as_pyctc(hyp: Hypothesis) -> tuple[str, list[tuple[str, tuple[int, int]]]]:
+    return hyp.text, [(w.text, (w.start_frame, w.end_frame)) for w in hyp.words]
+
+
+# --------------------------------------------------------------------------------------
+# identity with pyctcdecode
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
+@pytest.mark.parametrize("hotwords", [(), ("cat", "brown fox", "bal")], ids=["plain", "hotwords"])
+@pytest.mark.parametrize("utterance", range(len(UTTERANCES)))
+def test_identical_to_pyctcdecode_for_any_chunking(
+    use_lm: bool, hotwords: tuple[str, ...], utterance: int, lm: LanguageModel, references: dict
+) -> None:
+    log_probs = make_log_probs(UTTERANCES[utterance], seed=utterance)
+    settings_ = dict(beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0, hotword_weight=10.0)
+    ref = references[use_lm].decode_beams(log_probs, hotwords=list(hotwords) or None, **settings_)[0]
+    decoder = BeamSearchDecoder(
+        VOCAB, lm=lm if use_lm else None, config=DecoderConfig(hotwords=hotwords, **settings_)
+    )
+    for chunk in (1, 7, 50, len(log_probs)):
+        _, final = run_stream(decoder.new_stream(), log_probs, chunk)
+        assert as_pyctc(final) == (ref[0], ref[2]), f"chunk={chunk}"
+        assert final.stable_words == len(final.words)
+
+
+def test_identical_over_random_settings(lm: LanguageModel, references: dict) -> None:
+    """A seeded sweep over beam sizes, pruning, history pruning, ties and chunk sizes."""
+    rng = np.random.default_rng(1234)
+    for case in range(30):
+        text = " ".join(rng.choice(WORDS, int(rng.integers(1, 6))))
+        log_probs = make_log_probs(
+            text, seed=case, noise=float(rng.uniform(0.5, 2.5)), quantize=case % 3 == 0
+        )
+        use_lm = bool(case % 2)
+        hotwords = tuple(rng.choice(WORDS, int(rng.integers(0, 3))))
+        settings_ = dict(
+            beam_width=int(rng.choice([1, 3, 10, 40])),
+            beam_prune_logp=float(rng.choice([-10.0, -3.0, -20.0])),
+            token_min_logp=float(rng.choice([-5.0, -8.0, -2.5])),
+            prune_history=bool(rng.random() < 0.5),
+            hotword_weight=float(rng.choice([10.0, 2.5])),
+        )
+        ref = references[use_lm].decode_beams(log_probs, hotwords=list(hotwords) or None, **settings_)[0]
+        config = DecoderConfig(hotwords=hotwords, **settings_)  # type: ignore[arg-type]
+        decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=config)
+        _, final = run_stream(decoder.new_stream(), log_probs, int(rng.choice([1, 2, 5, 50])))
+        assert as_pyctc(final) == (ref[0], ref[2]), f"case {case}: {settings_}"
+
+
+def test_alpha_beta_overrides_match_pyctcdecode(lm: LanguageModel) -> None:
+    log_probs = make_log_probs("the dog sat on the log", seed=7, noise=2.0)
+    ref = build_ctcdecoder(list(VOCAB), str(ARPA), alpha=1.2, beta=-0.5).decode_beams(
+        log_probs, beam_width=16
+    )[0]
+    decoder = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=16, alpha=1.2, beta=-0.5))
+    _, final = run_stream(decoder.new_stream(), log_probs, 3)
+    assert as_pyctc(final) == (ref[0], ref[2])
+    assert lm.alpha == 0.5 and decoder.lm is not None and decoder.lm.alpha == 1.2  # shared LM untouched
+
+
+def test_stream_without_lm_and_with_own_hotwords(lm: LanguageModel, references: dict) -> None:
+    log_probs = make_log_probs("a small cat ran", seed=3)
+    decoder = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=10, hotwords=("dog",)))
+    ref = references[False].decode_beams(log_probs, beam_width=10, hotwords=["cat"])[0]
+    _, final = run_stream(decoder.new_stream(hotwords=["cat"], use_lm=False), log_probs, 4)
+    assert as_pyctc(final) == (ref[0], ref[2])
+
+
+def test_renormalization_is_chunk_invariant() -> None:
+    log_probs = make_log_probs("the quick brown fox", seed=11)
+    whole = _renormalize(log_probs)
+    pieces = np.concatenate([_renormalize(log_probs[i : i + 1]) for i in range(len(log_probs))])
+    assert whole.dtype == log_probs.dtype
+    np.testing.assert_array_equal(whole, pieces)
+
+
+# --------------------------------------------------------------------------------------
+# partial hypotheses, stable prefix, words
+# --------------------------------------------------------------------------------------
+def test_partial_words_frames_and_confidence(lm: LanguageModel) -> None:
+    log_probs = make_log_probs("the cat sat on the mat", seed=0, noise=0.5, peak=(6.0, 9.0))
+    stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=16)).new_stream()
+    partials, final = run_stream(stream, log_probs, 10)
+    assert stream.frames == len(log_probs)
+    assert final.text == "the cat sat on the mat"
+    best = _renormalize(log_probs).max(axis=1).astype(np.float64)
+    previous_end = 0
+    for word in final.words:
+        assert previous_end <= word.start_frame < word.end_frame <= len(log_probs)
+        expected = np.exp(best[word.start_frame : word.end_frame].mean())
+        assert word.confidence == pytest.approx(expected, rel=1e-9)
+        assert 0.0 < word.confidence <= 1.0
+        previous_end = word.end_frame
+    mid = partials[len(partials) // 2]
+    assert mid.text.startswith(" ".join(w.text for w in mid.words))
+    stable = [w.text for w in mid.words[: mid.stable_words]]
+    assert [w.text for w in final.words[: len(stable)]] == stable
+    assert stream.finalize() is final  # idempotent
+    assert stream.partial() is final
+    with pytest.raises(StreamStateError, match="after finalize"):
+        stream.accept(log_probs[:1])
+
+
+def test_frames_count_from_stream_start(lm: LanguageModel) -> None:
+    silence = np.full((40, len(VOCAB)), -30.0, dtype=np.float32)
+    silence[:, 0] = 0.0
+    speech = make_log_probs("the dog", seed=5, noise=0.3, peak=(6.0, 9.0))
+    stream = BeamSearchDecoder(VOCAB, lm=lm).new_stream()
+    stream.accept(silence)
+    stream.accept(speech)
+    final = stream.finalize()
+    assert final.text == "the dog"
+    assert final.words[0].start_frame >= 40
+
+
+def test_empty_stream_and_empty_chunks() -> None:
+    stream = BeamSearchDecoder(VOCAB).new_stream()
+    stream.accept(np.zeros((0, len(VOCAB)), dtype=np.float32))
+    assert stream.partial() == Hypothesis("", 0, ())
+    assert stream.finalize() == Hypothesis("", 0, ())
+
+
+def _stable_prefix_never_changes(seed: int, chunks: list[int], use_lm: bool, lm: LanguageModel) -> None:
+    rng = np.random.default_rng(seed)
+    text = " ".join(rng.choice(WORDS, int(rng.integers(2, 7))))
+    log_probs = make_log_probs(text, seed=seed, noise=float(rng.uniform(1.0, 3.0)))
+    decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=DecoderConfig(beam_width=12))
+    stream = decoder.new_stream()
+    stable: list[str] = []
+    position, turn = 0, 0
+    while position < len(log_probs):
+        size = chunks[turn % len(chunks)]
+        stream.accept(log_probs[position : position + size])
+        position, turn = position + size, turn + 1
+        hyp = stream.partial()
+        words = hyp.text.split()
+        assert hyp.stable_words >= len(stable)
+        assert words[: len(stable)] == stable, "a stable word changed"
+        assert hyp.stable_words <= len(hyp.words)
+        stable = words[: hyp.stable_words]
+    final = stream.finalize().text.split()
+    assert final[: len(stable)] == stable
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    chunks=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    use_lm=st.booleans(),
+)
+def test_stable_prefix_never_changes(seed: int, chunks: list[int], use_lm: bool, lm: LanguageModel) -> None:
+    _stable_prefix_never_changes(seed, chunks, use_lm, lm)
+
+
+def test_stable_prefix_grows_on_clear_speech(lm: LanguageModel) -> None:
+    log_probs = make_log_probs(
+        "the cat sat on the mat the dog sat on the log", seed=2, noise=0.3, peak=(6.0, 9.0)
+    )
+    stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=8)).new_stream()
+    partials, _ = run_stream(stream, log_probs, 10)
+    assert partials[-1].stable_words >= 8
+
+
+# --------------------------------------------------------------------------------------
+# greedy
+# --------------------------------------------------------------------------------------
+def _one_hot(tokens: list[str]) -> np.ndarray:
+    log_probs = np.full((len(tokens), len(VOCAB)), np.log(0.01 / 31), dtype=np.float32)  # (frames, vocab)
+    for frame, token in enumerate(tokens):
+        log_probs[frame, TOKEN[token]] = np.log(0.99)
+    return log_probs
+
+
+def test_greedy_collapses_repeats_and_splits_words() -> None:
+    tokens = ["<pad>", "h", "h", "i", "<pad>", "|", "|", "t", "o", "<pad>", "o", "<unk>", "|", "<pad>", "a"]
+    log_probs = _one_hot(tokens)
+    for chunk in (1, 4, len(tokens)):
+        stream = GreedyDecoder(VOCAB).new_stream()
+        partials, final = run_stream(stream, log_probs, chunk)
+        assert final.text == "hi too⁇ a"
+        assert [(w.text, w.start_frame, w.end_frame) for w in final.words] == [
+            ("hi", 1, 4),
+            ("too⁇", 7, 12),
+            ("a", 14, 15),
+        ]
+        assert final.words[0].confidence == pytest.approx(0.99, rel=1e-5)
+        assert final.stable_words == 3
+    assert partials[-1] == Hypothesis("hi too⁇ a", 2, final.words[:2])
+
+
+def test_build_decoder_picks_greedy_or_beam(lm: LanguageModel) -> None:
+    assert isinstance(build_decoder(VOCAB, lm=lm, config=DecoderConfig(greedy=True)), GreedyDecoder)
+    assert isinstance(build_decoder(VOCAB, lm=None, config=DecoderConfig()), BeamSearchDecoder)
+
+
+def test_greedy_agrees_with_beam_on_clean_input() -> None:
+    log_probs = make_log_probs("we are going home now", seed=9, noise=0.2, peak=(6.0, 9.0))
+    greedy = run_stream(GreedyDecoder(VOCAB).new_stream(), log_probs, 5)[1]
+    beam = run_stream(BeamSearchDecoder(VOCAB).new_stream(), log_probs, 5)[1]
+    assert greedy.text == beam.text == "we are going home now"
+    assert [(w.start_frame, w.end_frame) for w in greedy.words] == [
+        (w.start_frame, w.end_frame) for w in beam.words
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("decoder_type", [BeamSearchDecoder, GreedyDecoder])
+def test_logits_width_mismatch(decoder_type: type) -> None:
+    stream = decoder_type(VOCAB).new_stream()
+    with pytest.raises(VocabularyError, match="logits have 33 columns, vocabulary has 32"):
+        stream.accept(np.zeros((4, 33), dtype=np.float32))
+    with pytest.raises(VocabularyError, match=r"2-D \(frames, vocab\), got shape \(32,\)"):
+        stream.accept(np.zeros(32, dtype=np.float32))
+    with pytest.raises(VocabularyError, match="floating point"):
+        stream.accept(np.zeros((2, 32), dtype=np.int64))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"beam_width": 0}, r"beam_width must be in \[1, 10000\], got 0"),
+        ({"beam_width": 2.5}, "beam_width must be an int"),
+        ({"beam_prune_logp": 1.0}, r"beam_prune_logp must be a finite log-prob in \(-inf, 0\], got 1.0"),
+        ({"token_min_logp": float("-inf")}, "token_min_logp must be a finite log-prob"),
+        ({"hotwords": "cat"}, "hotwords must be a sequence of words, got the str 'cat'"),
+        ({"hotword_weight": float("nan")}, "hotword_weight must be finite"),
+        ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
+        ({"beta": float("inf")}, "beta must be a finite number"),
+    ],
+)
+def test_config_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DecoderConfig(**kwargs)
+
+
+def test_config_is_frozen_and_hotwords_become_a_tuple() -> None:
+    config = DecoderConfig(hotwords=["cat", "dog"])  # type: ignore[arg-type]
+    assert config.hotwords == ("cat", "dog")
+    with pytest.raises(AttributeError):
+        config.beam_width = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("vocab", "message"),
+    [
+        (("a", "b", "|"), "no CTC blank token"),
+        (("<pad>", "a", "b"), "no word delimiter"),
+        (("<pad>", "|", "a", "a"), "duplicate tokens: \\['a'\\]"),
+        (("<pad>", "|", "▁a", "▁b"), "looks like BPE"),
+        (("<pad>", "|", "a", "\t"), "must not contain whitespace"),
+        ((), "non-empty sequence"),
+    ],
+)
+def test_unusable_vocabularies(vocab: tuple[str, ...], message: str) -> None:
+    with pytest.raises(VocabularyError, match=message):
+        BeamSearchDecoder(vocab)
+
+
+def test_decoded_word_and_hypothesis_are_frozen() -> None:
+    word = DecodedWord("a", 0, 1, 1.0)
+    with pytest.raises(AttributeError):
+        word.text = "b"  # type: ignore[misc]
