@@ -1,0 +1,173 @@
+"""``xlsr-stream serve``: load the engine, serve until SIGTERM/SIGINT, drain, exit.
+
+``main(argv)`` is the entry point (``cli/main.py`` delegates ``serve`` here);
+``python -m server`` runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+
+from .config import ServerConfig
+
+__all__ = ["build_parser", "main"]
+
+_DEFAULTS = ServerConfig()
+TOKEN_ENV = "XLSR_STREAM_AUTH_TOKEN"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cli.options import add_engine_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="xlsr-stream serve",
+        description="WebSocket speech recognition server: vosk-compatible protocol on "
+        f"{_DEFAULTS.vosk_path}, native protocol on {_DEFAULTS.native_path} (docs/PROTOCOL.md), "
+        "/healthz /readyz /metrics over HTTP on the same port.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default=_DEFAULTS.host, help="interface to listen on (0.0.0.0: all)")
+    net.add_argument("--port", type=int, default=_DEFAULTS.port, help="TCP port (vosk-server's; 0: any free)")
+    net.add_argument("--certfile", default=None, help="TLS certificate (PEM); serves wss:// with --keyfile")
+    net.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    net.add_argument(
+        "--auth-token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"require 'Authorization: Bearer TOKEN' on upgrades (default: ${TOKEN_ENV}; "
+        "the environment keeps it out of ps)",
+    )
+
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=_DEFAULTS.max_connections,
+        help="concurrent streams; more get HTTP 503 + Retry-After",
+    )
+    limits.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=_DEFAULTS.max_message_bytes,
+        help="largest WebSocket message (close 1009 above)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=_DEFAULTS.idle_timeout_s,
+        help="seconds without a message before a stream is closed",
+    )
+    limits.add_argument(
+        "--max-session", type=float, default=_DEFAULTS.max_session_s, help="longest stream, seconds"
+    )
+    limits.add_argument(
+        "--max-backlog",
+        type=float,
+        default=_DEFAULTS.max_backlog_s,
+        help="seconds of undecoded audio per stream before the server stops reading it",
+    )
+    limits.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=_DEFAULTS.drain_timeout_s,
+        help="on SIGTERM, seconds live streams get to receive their finals",
+    )
+
+    batching = parser.add_argument_group("batching")
+    batching.add_argument(
+        "--max-batch-size", type=int, default=_DEFAULTS.max_batch_size, help="windows per model forward"
+    )
+    batching.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=_DEFAULTS.max_wait_ms,
+        help="longest wait for more windows before a forward",
+    )
+    batching.add_argument(
+        "--decode-threads",
+        type=int,
+        default=_DEFAULTS.decode_threads,
+        help="threads for per-stream beam search",
+    )
+
+    add_engine_arguments(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        max_connections=args.max_connections,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_message_bytes=args.max_message_bytes,
+        idle_timeout_s=args.idle_timeout,
+        max_session_s=args.max_session,
+        max_backlog_s=args.max_backlog,
+        drain_timeout_s=args.drain_timeout,
+        decode_threads=args.decode_threads,
+        auth_token=args.auth_token or None,
+    )
+
+
+def ssl_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.certfile is None and args.keyfile is None:
+        return None
+    if args.certfile is None:
+        raise ValueError("--keyfile needs --certfile")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(args.certfile, args.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load TLS certificate {args.certfile!r}: {exc}") from None
+    return context
+
+
+async def serve_until_signal(
+    engine: object, config: ServerConfig, ssl_context: ssl.SSLContext | None
+) -> None:
+    from .app import SpeechServer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = SpeechServer(engine, config, ssl_context=ssl_context)
+    await server.run(stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(
+        level=logging.INFO - 10 * min(args.verbose, 1),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # websockets logs every refused or failed handshake at INFO; keep those for -v.
+    logging.getLogger("server.websockets").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    from cli.options import engine_from_args
+    from streaming.errors import StreamingError
+
+    try:
+        config = config_from_args(args)
+        ssl_context = ssl_from_args(args)
+        engine = engine_from_args(args)
+    except (StreamingError, ValueError, TypeError) as exc:
+        print(f"xlsr-stream serve: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve_until_signal(engine, config, ssl_context))
+    except OSError as exc:  # port in use, permission denied
+        print(f"xlsr-stream serve: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

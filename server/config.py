@@ -1,0 +1,77 @@
+"""Server limits and batching settings: one frozen dataclass, defaults with reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ServerConfig"]
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, got {value}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server enforces, validated on construction."""
+
+    host: str = "127.0.0.1"  # loopback: exposing a speech endpoint is a deliberate choice
+    port: int = 2700  # vosk-server's port, so vosk clients work unchanged; 0 = any free port
+
+    # Connections beyond what the CPU can serve in real time would make every
+    # stream lag; refusing with 503 + Retry-After lets a load balancer go elsewhere.
+    max_connections: int = 16
+    # Windows per model forward.  Batching amortises per-call overhead, but a
+    # batch's forward time is added to every partial in it; 8 one-second windows
+    # take well under a second on 2 cores for a base-size model.
+    max_batch_size: int = 8
+    # How long the worker waits for more windows before running a partial
+    # batch.  Added to every result's latency, so it stays well below a window
+    # hop (hundreds of ms) while letting streams that fill a window at the same
+    # moment share one forward.
+    max_wait_ms: float = 15.0
+    # 1 MiB = 32 s of 16 kHz int16 in one message: far above any real block size
+    # (vosk clients send 0.1-0.5 s) and a hard bound on per-message memory.
+    max_message_bytes: int = 2**20
+    # A stream that sends nothing for this long is abandoned (a vosk client that
+    # crashed without closing TCP); 30 s is far above any pause between blocks.
+    idle_timeout_s: float = 30.0
+    # One stream cannot hold a slot forever; an hour covers long meetings.
+    max_session_s: float = 3600.0
+    # Audio a stream may have buffered but not yet decoded before the server
+    # stops reading its socket (backpressure).  Enough to keep the batcher busy
+    # for a faster-than-real-time client, small enough to bound memory
+    # (10 s of 16 kHz float32 = 640 kB per stream).
+    max_backlog_s: float = 10.0
+    # On SIGTERM, live streams get this long to receive their finals.
+    drain_timeout_s: float = 30.0
+    # Threads for per-stream decoding (beam search, LM); the model forward has its
+    # own single thread (torch parallelises inside it).  Two threads let one
+    # stream's decode overlap another's on a 2-core machine.
+    decode_threads: int = 2
+    auth_token: str | None = None  # when set, WebSocket upgrades need "Authorization: Bearer <token>"
+    vosk_path: str = "/"  # vosk clients connect to the root
+    native_path: str = "/v1/stream"  # versioned: a v2 protocol would get its own path
+
+    def __post_init__(self) -> None:
+        _check_range("port", self.port, 0, 65535)
+        _check_range("max_connections", self.max_connections, 1, 100_000)
+        _check_range("max_batch_size", self.max_batch_size, 1, 1024)
+        _check_range("max_wait_ms", self.max_wait_ms, 0.0, 10_000.0)
+        _check_range("max_message_bytes", self.max_message_bytes, 1024, 2**30)
+        _check_range("idle_timeout_s", self.idle_timeout_s, 0.01, 86_400.0)
+        _check_range("max_session_s", self.max_session_s, 0.01, 7 * 86_400.0)
+        _check_range("max_backlog_s", self.max_backlog_s, 0.1, 3600.0)
+        _check_range("drain_timeout_s", self.drain_timeout_s, 0.0, 3600.0)
+        _check_range("decode_threads", self.decode_threads, 1, 64)
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise ValueError("auth_token must be a non-empty string or None")
+        for name in ("vosk_path", "native_path"):
+            path = getattr(self, name)
+            if not path.startswith("/"):
+                raise ValueError(f"{name} must start with '/', got {path!r}")
+        if self.vosk_path == self.native_path:
+            raise ValueError(f"vosk_path and native_path must differ, both are {self.vosk_path!r}")

@@ -1,0 +1,147 @@
+"""One batching worker: windows from all live streams -> one model forward.
+
+Streams put ``(stream, WindowRequest)`` items on one asyncio queue.  The worker
+takes the first item, then keeps collecting until it has ``max_batch_size``
+windows or ``max_wait_ms`` have passed, runs ``Engine.run_windows`` on that
+batch in its own thread (torch releases the GIL, so the event loop keeps
+serving sockets), and hands each stream its outputs in order.  While a
+forward runs, new windows pile up in the queue, so under load batches fill
+without waiting at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from .metrics import ServerMetrics
+
+__all__ = ["BatchingWorker", "WindowSink"]
+
+logger = logging.getLogger("server.worker")
+
+
+class WindowSink(Protocol):
+    """What the worker needs from a stream."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def deliver(self, requests: list[Any], outputs: list[Any]) -> None: ...
+
+    def fail(self, exc: BaseException) -> None: ...
+
+
+class _Engine(Protocol):
+    def run_windows(self, requests: Sequence[Any]) -> list[Any]: ...
+
+
+class BatchingWorker:
+    def __init__(
+        self,
+        engine: _Engine,
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        metrics: ServerMetrics,
+        window_seconds: Callable[[Any], float] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._max_batch = max_batch_size
+        self._max_wait = max_wait_s
+        self._metrics = metrics
+        self._window_seconds = window_seconds  # seconds of stream a window advances, for RTF
+        self._queue: asyncio.Queue[tuple[WindowSink, Any]] = asyncio.Queue()
+        # One thread: forwards run one at a time and torch uses the cores inside each.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="batching-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, stream: WindowSink, requests: Sequence[Any]) -> None:
+        for request in requests:
+            self._queue.put_nowait((stream, request))
+        self._metrics.queue_depth.set(self._queue.qsize())
+
+    async def _collect(self) -> list[tuple[WindowSink, Any]]:
+        loop = asyncio.get_running_loop()
+        batch = [await self._queue.get()]
+        deadline = loop.time() + self._max_wait
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        # Streams that went away while their windows waited cost nothing.
+        return [(stream, request) for stream, request in batch if not stream.closed]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            self._metrics.queue_depth.set(self._queue.qsize())
+            if not batch:
+                continue
+            requests = [request for _, request in batch]
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._engine.run_windows, requests)
+                if len(outputs) != len(requests):
+                    raise RuntimeError(
+                        f"run_windows returned {len(outputs)} outputs for {len(requests)} windows"
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad batch must not kill the worker
+                logger.exception("model forward failed for a batch of %d windows", len(requests))
+                for stream in {id(s): s for s, _ in batch}.values():
+                    stream.fail(exc)
+                continue
+            elapsed = time.perf_counter() - started
+            self.batches += 1
+            self._metrics.batch_size.observe(len(requests))
+            self._metrics.forward_seconds.observe(elapsed)
+            if self._window_seconds is not None:
+                audio = sum(self._window_seconds(r) for r in requests)
+                if audio > 0:
+                    self._metrics.rtf.observe(elapsed / audio)
+            per_stream: dict[int, tuple[WindowSink, list[Any], list[Any]]] = {}
+            for (stream, request), output in zip(batch, outputs, strict=True):
+                entry = per_stream.setdefault(id(stream), (stream, [], []))
+                entry[1].append(request)
+                entry[2].append(output)
+            for stream, reqs, outs in per_stream.values():
+                if not stream.closed:
+                    stream.deliver(reqs, outs)
