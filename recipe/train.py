@@ -64,7 +64,7 @@ def build_config(shape: ModelShape):  # -> transformers.Wav2Vec2Config
         num_conv_pos_embedding_groups=shape.num_conv_pos_embedding_groups,
         hidden_dropout=0.1, activation_dropout=0.05, attention_dropout=0.1, feat_proj_dropout=0.05,
         final_dropout=0.05, layerdrop=0.0,
-        apply_spec_augment=True, mask_time_prob=0.0, mask_time_length=10, mask_feature_prob=0.0,
+        apply_spec_augment=True, mask_time_prob=0.05, mask_time_length=10, mask_feature_prob=0.0,
         ctc_loss_reduction="mean", ctc_zero_infinity=True, feat_extract_activation="gelu",
     )
 
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = ap.add_argument_group("optimisation")
     g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--warmup-steps", type=int, default=600)
+    g.add_argument("--warmup-steps", type=int, default=300)
     g.add_argument("--decay-from", type=int, default=30000)
     g.add_argument("--lr-halflife", type=int, default=15000)
     g.add_argument("--weight-decay", type=float, default=0.01)
@@ -293,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     g.add_argument("--threads", type=int, default=int(os.environ.get("XLSR_TRAIN_THREADS", "1")))
     g = ap.add_argument_group("batches and curriculum")
-    g.add_argument("--batch-seconds", type=float, default=40.0, help="padded audio per batch")
-    g.add_argument("--max-batch-utts", type=int, default=24)
+    g.add_argument("--batch-seconds", type=float, default=24.0, help="padded audio per batch")
+    g.add_argument("--max-batch-utts", type=int, default=16)
     g.add_argument("--max-utt-s", type=float, default=14.0)
     g.add_argument("--curriculum-start-s", type=float, default=3.5, help="length cap at step 0")
     g.add_argument("--curriculum-growth-s-per-1k", type=float, default=3.0, help="cap growth per 1000 steps")
@@ -321,10 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     if ck is not None:
         from transformers import Wav2Vec2Config
 
-        model = Wav2Vec2ForCTC(Wav2Vec2Config.from_dict(ck["config"]))
+        cfg = Wav2Vec2Config.from_dict(ck["config"])
+        cfg.mask_time_prob = max(cfg.mask_time_prob, 0.05)  # may have been saved while masking was off
+        model = Wav2Vec2ForCTC(cfg)
         model.load_state_dict(ck["model"])
         state = ck["state"]
     else:
+        # mask_time_prob > 0 in the config so the mask embedding exists; train() switches masking on/off
         model = Wav2Vec2ForCTC(build_config(ModelShape()))
         state = {"step": 0, "audio_seconds": 0.0, "cpu_seconds": 0.0, "wall_seconds": 0.0, "ckpts": 0,
                  "shape": asdict(ModelShape())}

@@ -1,0 +1,163 @@
+"""Step 4: newest training checkpoint -> Hugging Face Wav2Vec2ForCTC folder (default models/en-small/).
+
+Writes config.json, model.safetensors, vocab.json (exactly ``common.VOCAB``), tokenizer files,
+preprocessor_config.json and a model card README.md that records voices, hours of speech,
+steps, CPU time and the latest measured WER. The result loads with
+``Wav2Vec2ForCTC.from_pretrained`` / ``Wav2Vec2Processor.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from common import REPO_ROOT, VOCAB, ckpt_dir, logs_dir, shards_dir, write_json_atomic
+from synth import ESPEAK_VOICES, FESTIVAL_DEV, FESTIVAL_TRAIN, FLITE_VOICES, KOKORO_DEV, KOKORO_TRAIN
+
+DEFAULT_OUT = REPO_ROOT / "models" / "en-small"
+
+
+def data_hours_by_source() -> dict[str, float]:
+    from synth import hours_by_source
+
+    d = shards_dir() / "train"
+    return hours_by_source(d) if d.exists() else {}
+
+
+def latest_eval() -> dict:
+    path = logs_dir() / "eval.jsonl"
+    if not path.exists():
+        return {}
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def model_card(state: dict, nparams: int, hours: dict[str, float], ev: dict, extra_eval: dict | None) -> str:
+    total_h = sum(hours.values())
+    seen_h = state.get("audio_seconds", 0) / 3600
+    rows = []
+    for src in (extra_eval or ev or {}):
+        r = (extra_eval or ev)[src]
+        if isinstance(r, dict) and "wer" in r:
+            rows.append(f"| {src} | {r['n']} | {100 * r['wer']:.1f}% | {100 * r['cer']:.1f}% |")
+    eval_step = (extra_eval or {}).get("_step", ev.get("step", "?")) if (extra_eval or ev) else "-"
+    rows = [r for r in rows if not r.startswith("| _")]
+    hrs = "\n".join(f"| {k} | {v:.2f} |" for k, v in sorted(hours.items())) or "| (none yet) | 0 |"
+    return f"""---
+language: en
+license: apache-2.0
+library_name: transformers
+pipeline_tag: automatic-speech-recognition
+tags: [wav2vec2, ctc, streaming, cpu]
+---
+
+# en-small: default English model of the streaming recognizer
+
+A small wav2vec2-architecture character CTC model (Hugging Face `Wav2Vec2ForCTC` format), trained
+**from scratch on a 2-core CPU** on synthesized speech only, by the recipe in `recipe/`
+(`recipe/README.md`). Nothing was downloaded from a model hub. Work in progress: later sessions
+resume training and re-export.
+
+| | |
+|---|---|
+| parameters | {nparams / 1e6:.2f} M (fp32 safetensors) |
+| architecture | conv front end {list(state.get('shape', {}).get('conv_dim', []))}, feat_extract_norm=layer, pre-LN (do_stable_layer_norm) transformer {state.get('shape', {}).get('num_hidden_layers', '?')}x{state.get('shape', {}).get('hidden_size', '?')}, 20 ms frames |
+| vocabulary | `<pad>`(CTC blank) `<s>` `</s>` `<unk>` `\\|`(word delimiter) a-z `'` |
+| input | 16 kHz mono, per-utterance (engine: running) mean/variance normalisation |
+| training steps | {state.get('step', 0)} |
+| audio seen in training | {seen_h:.1f} h (with augmentation) |
+| distinct training audio | {total_h:.1f} h synthesized |
+| training CPU time | {state.get('cpu_seconds', 0) / 3600:.2f} h process CPU, {state.get('wall_seconds', 0) / 3600:.2f} h wall (bf16 autocast) |
+| exported | {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} |
+
+## Measured WER (greedy CTC, no language model, step {eval_step})
+
+| eval set | utterances | WER | CER |
+|---|---|---|---|
+{chr(10).join(rows) or '| (not evaluated yet) | | | |'}
+
+* **librivox**: the 5 real LibriVox clips shipped in pocketsphinx-testdata (dev only, never trained on).
+  pocketsphinx's own result on them is about 28% WER.
+* **synth-dev**: held-out sentences spoken by held-out voices (see below).
+
+## Training speech (hours of distinct audio per source)
+
+| source | hours |
+|---|---|
+{hrs}
+
+Voices used in training:
+* Kokoro-82M (int8 ONNX) styles {', '.join(KOKORO_TRAIN)}, and random two-style blends of them, speed 0.8-1.2.
+* Piper `en_US-joe-medium` with random length_scale 0.75-1.35, noise_scale 0.3-1.0, noise_w 0.3-1.2.
+* flite {', '.join(sorted(FLITE_VOICES))} with varied pitch and duration stretch.
+* Festival {', '.join(FESTIVAL_TRAIN)} with varied duration stretch.
+* espeak-ng {', '.join(ESPEAK_VOICES)} with variants, sparingly.
+
+Held out from training (synth-dev only): Kokoro {', '.join(KOKORO_DEV)} and blends among them, Festival
+{', '.join(FESTIVAL_DEV)}, and 1% of the sentences (selected by hash).
+
+Text: fortunes, fortunes-min, bible-kjv-text, sword-text-web, wordnet-base, jargon-text, lowercased,
+letters and apostrophes only, 5-25 words. Augmentation on the fly: speed perturbation, synthetic
+reverberation, coloured and babble noise (SNR 3-30 dB), telephone band with mu-law, clipping;
+time masking after the model starts to align.
+
+## Limitations
+
+Trained on synthetic voices only; expect much higher error rates on real, spontaneous, accented or
+noisy speech than on the synth-dev set. No punctuation, casing or digits in the output.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="default: newest in $XLSR_RECIPE_DIR/checkpoints")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--evaluate", action="store_true", help="run recipe/evaluate.py on the export and put it in the card")
+    args = ap.parse_args(argv)
+
+    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC)
+
+    if args.checkpoint is None:
+        from train import list_ckpts
+
+        cks = list_ckpts(ckpt_dir())
+        if not cks:
+            raise SystemExit(f"no checkpoint in {ckpt_dir()}: run recipe/train.py first")
+        args.checkpoint = cks[-1]
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    cfg = Wav2Vec2Config.from_dict(ck["config"])
+    cfg.mask_time_prob = 0.05  # the usual fine-tuning value; inference ignores it
+    model = Wav2Vec2ForCTC(cfg)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    write_json_atomic(out / "vocab.json", VOCAB)
+    tok = Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="<unk>", pad_token="<pad>",
+                               bos_token="<s>", eos_token="</s>", word_delimiter_token="|")
+    tok.save_pretrained(out)
+    write_json_atomic(out / "vocab.json", VOCAB)  # exactly this table, whatever the tokenizer wrote
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=True)  # layer-norm family takes attention masks
+    fe.save_pretrained(out)
+    state = ck["state"]
+    extra = None
+    if args.evaluate:
+        from evaluate import evaluate_model_dir
+
+        extra = evaluate_model_dir(out)
+        extra["_step"] = state.get("step")
+    nparams = sum(p.numel() for p in model.parameters())
+    (out / "README.md").write_text(model_card(state, nparams, data_hours_by_source(), state.get("eval", {}) or latest_eval(), extra))
+    size = (out / "model.safetensors").stat().st_size / 2**20
+    print(f"exported step {state.get('step')} from {args.checkpoint} -> {out} ({size:.1f} MiB safetensors)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

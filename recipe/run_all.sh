@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Resume the whole en-small recipe from wherever it stopped, or run a fast CI smoke test.
+#
+#   recipe/run_all.sh            # text prep (once), then synthesis + training in the background
+#   recipe/run_all.sh --status   # what is running, hours of audio, last training/eval lines
+#   recipe/run_all.sh --stop     # stop the background jobs (training writes a checkpoint first)
+#   recipe/run_all.sh --export   # newest checkpoint -> models/en-small (+ evaluation in the card)
+#   recipe/run_all.sh --smoke    # CI: seconds of data, 2 training steps, export to a temp dir,
+#                                # load it with transformers and transcribe (< 2 min)
+#
+# Environment: XLSR_RECIPE_DIR (default /work/recipe-cache) holds text, shards, checkpoints, logs.
+# PYTHON (default: the repo's .venv python). XLSR_TRAIN_THREADS (default 1; use 2 once synthesis
+# is done). Background jobs run under nice so interactive work keeps priority.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"
+[ -x "$PY" ] || PY="$(command -v python3)"
+cd "$HERE"
+
+alive() {  # alive PIDFILE SCRIPT -> 0 if the pid in PIDFILE runs SCRIPT
+  local pid
+  [ -f "$1" ] || return 1
+  pid="$(cat "$1")"
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "$2"
+}
+
+start_bg() {  # start_bg NAME NICE SCRIPT ARGS...
+  local name="$1" niceness="$2"; shift 2
+  local pidf="$CACHE/$name.pid"
+  if alive "$pidf" "$1"; then
+    echo "$name already running (pid $(cat "$pidf"))"
+    return
+  fi
+  setsid nohup nice -n "$niceness" "$PY" "$@" >> "$CACHE/logs/$name.out" 2>&1 < /dev/null &
+  echo $! > "$pidf"
+  echo "started $name (pid $!), log $CACHE/logs/$name.out"
+}
+
+mode="${1:-run}"
+if [ "$mode" = "--smoke" ]; then
+  CACHE="$(mktemp -d /tmp/xlsr-smoke.XXXXXX)"
+  export XLSR_RECIPE_DIR="$CACHE"
+  trap 'rm -rf "$CACHE"' EXIT
+  set -x
+  "$PY" prepare_text.py --limit 300
+  "$PY" synth.py --weights flite:1,espeak:1 --utts-per-shard 6 --max-shards 2 --fast-first-hours 0 \
+        --dev-per-source flite:3,espeak:2
+  "$PY" train.py --max-steps 2 --batch-seconds 12 --log-every 1 --dev-limit 3 --threads 2
+  "$PY" export.py --out "$CACHE/model" --evaluate
+  "$PY" - "$CACHE/model" "$CACHE/eval/synth-dev" <<'EOF'
+import sys, json, soundfile as sf, torch
+from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+model_dir, dev = sys.argv[1], sys.argv[2]
+proc = Wav2Vec2Processor.from_pretrained(model_dir)
+model = Wav2Vec2ForCTC.from_pretrained(model_dir).eval()
+assert json.load(open(f"{model_dir}/vocab.json"))["|"] == 4
+name = open(f"{dev}/transcripts.tsv").readline().split("\t")[0]
+wave, sr = sf.read(f"{dev}/{name}", dtype="float32")
+inp = proc(wave, sampling_rate=sr, return_tensors="pt")
+with torch.no_grad():
+    ids = model(**inp).logits.argmax(-1)
+print("smoke transcript:", repr(proc.batch_decode(ids)[0]))
+EOF
+  echo "smoke OK"
+  exit 0
+fi
+
+CACHE="${XLSR_RECIPE_DIR:-/work/recipe-cache}"
+export XLSR_RECIPE_DIR="$CACHE"
+mkdir -p "$CACHE/logs"
+
+case "$mode" in
+  --status)
+    for n in synth train; do
+      if alive "$CACHE/$n.pid" "$n.py"; then echo "$n: running (pid $(cat "$CACHE/$n.pid"))"; else echo "$n: stopped"; fi
+    done
+    tail -n 2 "$CACHE/logs/synth.log" 2>/dev/null || true
+    grep -E "step|eval" "$CACHE/logs/train.log" 2>/dev/null | tail -n 3 || true
+    ;;
+  --stop)
+    for n in train synth; do
+      if alive "$CACHE/$n.pid" "$n.py"; then kill -TERM "$(cat "$CACHE/$n.pid")" && echo "sent TERM to $n"; fi
+    done
+    ;;
+  --export)
+    "$PY" export.py --evaluate
+    ;;
+  run)
+    "$PY" prepare_text.py
+    start_bg synth 10 synth.py
+    start_bg train 5 train.py
+    ;;
+  *)
+    echo "usage: $0 [--smoke|--status|--stop|--export]" >&2
+    exit 2
+    ;;
+esac
