@@ -590,9 +590,16 @@ def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors, pickle and zip raise unrelated types for bad bytes
+        if "Weights only load failed" in str(exc):
+            # torch's own advice (weights_only=False) would run arbitrary code; we never do.
+            reason = (
+                "not a plain tensor state dict (arbitrary pickles are not loaded; re-save as safetensors)"
+            )
+        else:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = f"{type(exc).__name__}: {lines[0][:200] if lines else 'no details'}"
         raise ModelLoadError(
-            f"{path.name} ({size} bytes) is corrupt or truncated and cannot be read: "
-            f"{type(exc).__name__}: {exc}"
+            f"{path.name} ({size} bytes) is corrupt or truncated and cannot be read: {reason}"
         ) from exc
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()

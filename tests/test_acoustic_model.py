@@ -212,6 +212,11 @@ def _break(folder: Path, how: str) -> None:
     elif how == "garbage bin":
         weights.unlink()
         (folder / "pytorch_model.bin").write_bytes(b"not a pickle" * 10)
+    elif how == "truncated bin":
+        torch.save(load_file(weights), folder / "pytorch_model.bin")
+        weights.unlink()
+        data = (folder / "pytorch_model.bin").read_bytes()
+        (folder / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
     elif how == "missing tensor":
         tensors = load_file(weights)
         del tensors["wav2vec2.feature_projection.projection.bias"]
@@ -245,7 +250,8 @@ def _break(folder: Path, how: str) -> None:
         ("no weights", ModelLoadError, r"no weights in .*expected model\.safetensors or pytorch_model\.bin"),
         ("no vocab", ModelLoadError, r"no vocab\.json in"),
         ("truncated safetensors", ModelLoadError, r"model\.safetensors \(\d+ bytes\) is corrupt"),
-        ("garbage bin", ModelLoadError, r"pytorch_model\.bin \(120 bytes\) is corrupt or truncated"),
+        ("garbage bin", ModelLoadError, r"pytorch_model\.bin \(120 bytes\) is corrupt.*not a plain tensor"),
+        ("truncated bin", ModelLoadError, r"pytorch_model\.bin \(\d+ bytes\) is corrupt or truncated"),
         ("missing tensor", ModelLoadError, r"lacks 1 tensor.*wav2vec2\.feature_projection\.projection\.bias"),
         (
             "wrong shape",
