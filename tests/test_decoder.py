@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,7 +106,9 @@ def test_identical_to_pyctcdecode_for_any_chunking(
     use_lm: bool, hotwords: tuple[str, ...], utterance: int, lm: LanguageModel, references: dict
 ) -> None:
     log_probs = make_log_probs(UTTERANCES[utterance], seed=utterance)
-    settings_ = dict(beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0, hotword_weight=10.0)
+    settings_: dict[str, Any] = dict(
+        beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0, hotword_weight=10.0
+    )
     ref = references[use_lm].decode_beams(log_probs, hotwords=list(hotwords) or None, **settings_)[0]
     decoder = BeamSearchDecoder(
         VOCAB, lm=lm if use_lm else None, config=DecoderConfig(hotwords=hotwords, **settings_)
