@@ -1,0 +1,297 @@
+"""The server's sans-I/O layer: parsing, serialising, error mapping; fuzzed with hypothesis.
+
+No sockets and no engine here: each protocol object is fed frames directly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.config import ServerConfig
+from server.errors import ErrorCode, SessionError, error_report
+from server.native import NativeProtocol, ServerInfo
+from server.protocol import AudioIn, Configure, Finish, Reset, TimedEvent, Timing, decode_pcm
+from server.vosk import VoskProtocol
+from streaming.errors import AudioError, StreamStateError
+from streaming.events import Final, Partial, Word
+
+pytestmark = pytest.mark.timeout(60)
+
+INFO = ServerInfo(
+    server_version="test",
+    model="tiny",
+    language=None,
+    vocab_size=32,
+    sample_rate=16_000,
+    frame_rate=50.0,
+    lm=None,
+    max_message_bytes=2**20,
+    idle_timeout_s=30.0,
+    max_session_s=3600.0,
+)
+
+
+def _code(exc: pytest.ExceptionInfo[SessionError]) -> str:
+    return exc.value.code.text
+
+
+# ---------------------------------------------------------------- vosk
+
+
+def test_vosk_config_then_audio_then_eof() -> None:
+    proto = VoskProtocol()
+    cmd = proto.receive(
+        '{"config": {"sample_rate": 8000.0, "words": 0, "max_alternatives": 2, '
+        '"phrase_list": ["hello  world", "[unk]"], "model": "ignored"}}'
+    )
+    assert isinstance(cmd, Configure)
+    assert cmd.options.sample_rate == 8000
+    assert cmd.options.words is False
+    assert cmd.options.max_alternatives == 2
+    assert cmd.options.hotwords == ("hello world",)
+    audio = proto.receive(np.array([1, -2, 3], dtype="<i2").tobytes())
+    assert isinstance(audio, AudioIn) and audio.samples.tolist() == [1, -2, 3]
+    assert isinstance(proto.receive('{"reset": 1}'), Reset)
+    assert isinstance(proto.receive('{"eof" : 1}'), Finish)
+    with pytest.raises(SessionError, match="after eof"):
+        proto.receive(b"\x00\x00")
+
+
+def test_vosk_defaults_without_config() -> None:
+    proto = VoskProtocol()
+    assert isinstance(proto.receive(b""), AudioIn)  # an empty block is fine, as in vosk
+    assert proto.options.sample_rate == 16_000
+    assert proto.options.words is True
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "match"),
+    [
+        ("{not json", "bad_json", "could not parse"),
+        ("[1, 2, 3]", "unsupported_data", "got a JSON array"),
+        ('"audio"', "unsupported_data", "got a JSON string"),
+        ('{"hello": 1}', "bad_message", "exactly one of 'config', 'eof', 'reset'"),
+        ('{"eof": 1, "reset": 1}', "bad_message", "exactly one"),
+        ('{"config": []}', "bad_message", "config must be a JSON object"),
+        ('{"config": {"sample_rate": "16k"}}', "bad_audio", "must be a number of Hz"),
+        ('{"config": {"sample_rate": 16}}', "bad_audio", "outside 4000..384000"),
+        ('{"config": {"sample_rate": 1e12}}', "bad_audio", "outside"),
+        ('{"config": {"sample_rate": NaN}}', "bad_json", "NaN is not valid JSON"),
+        ('{"config": {"words": "yes"}}', "bad_message", "config.words must be true/false"),
+        ('{"config": {"max_alternatives": -1}}', "bad_message", "must be in 0..100"),
+        ('{"config": {"phrase_list": "hello"}}', "bad_message", "must be a list of strings"),
+        ('{"config": {"phrase_list": [1]}}', "bad_message", r"phrase_list\[0\] must be a string"),
+        ('{"eof": 0}', "bad_message", "eof must be 1"),
+    ],
+)
+def test_vosk_bad_text_frames(frame: str, code: str, match: str) -> None:
+    with pytest.raises(SessionError, match=match) as exc:
+        VoskProtocol().receive(frame)
+    assert _code(exc) == code
+
+
+def test_vosk_odd_length_pcm_and_late_config() -> None:
+    with pytest.raises(SessionError, match="3 bytes; int16 PCM needs a multiple of 2") as exc:
+        VoskProtocol().receive(b"\x01\x02\x03")
+    assert error_report(exc.value).close_code == 1007
+    proto = VoskProtocol()
+    proto.receive(b"\x00\x00")
+    with pytest.raises(SessionError, match="before the first audio"):
+        proto.receive('{"config": {}}')
+
+
+def _word(text: str, start: float) -> Word:
+    return Word(text, start, start + 0.2, 0.5)
+
+
+def _timed(event: Partial | Final) -> TimedEvent:
+    return TimedEvent(event, Timing(0.1, 1.0, 0.0))
+
+
+def test_vosk_replies_one_final_per_audio_reply_and_merge_at_eof() -> None:
+    proto = VoskProtocol()
+    proto.receive(b"")
+    assert json.loads(proto.audio_reply()) == {"partial": ""}
+    proto.accept_events([_timed(Partial("he", "", 0, 0.0, 0.4))])
+    assert json.loads(proto.audio_reply()) == {"partial": "he"}
+    final0 = Final("hello", (_word("hello", 0.1),), 0, 0.0, 1.0, "silence")
+    final1 = Final("world", (_word("world", 1.1),), 1, 1.0, 2.0, "silence")
+    proto.accept_events([_timed(final0), _timed(Partial("x", "", 1, 1.0, 1.5)), _timed(final1)])
+    first = json.loads(proto.audio_reply())
+    assert first["text"] == "hello"
+    assert first["result"] == [{"word": "hello", "start": 0.1, "end": 0.3, "conf": 0.5}]
+    assert json.loads(proto.audio_reply())["text"] == "world"
+    assert json.loads(proto.audio_reply()) == {"partial": ""}
+    proto.accept_events([_timed(final0), _timed(final1)])
+    merged = json.loads(proto.final_reply())
+    assert merged["text"] == "hello world"
+    assert [w["word"] for w in merged["result"]] == ["hello", "world"]
+    assert json.loads(proto.final_reply()) == {"text": ""}
+
+
+def test_vosk_alternatives_layout() -> None:
+    proto = VoskProtocol()
+    proto.receive('{"config": {"max_alternatives": 3}}')
+    proto.accept_events([_timed(Final("hi", (_word("hi", 0.0),), 0, 0.0, 1.0, "finish"))])
+    reply = json.loads(proto.final_reply())
+    assert reply == {"alternatives": [{"confidence": 0.5, "text": "hi", "result": [
+        {"word": "hi", "start": 0.0, "end": 0.2, "conf": 0.5}]}]}
+
+
+# ---------------------------------------------------------------- native
+
+
+def test_native_start_audio_reset_finish() -> None:
+    proto = NativeProtocol(INFO)
+    hello = json.loads(proto.hello())
+    assert hello["type"] == "hello" and hello["protocol_version"] == 1
+    assert hello["model"]["frame_rate"] == 50.0
+    cmd = proto.receive(json.dumps({
+        "type": "start", "version": 1, "sample_rate": 44100, "encoding": "float32",
+        "options": {"lm": False, "hotwords": ["foo bar"], "partials": False, "words": True},
+    }))
+    assert isinstance(cmd, Configure)
+    assert cmd.options.sample_rate == 44100 and cmd.options.encoding == "float32"
+    assert cmd.options.use_lm is False and cmd.options.hotwords == ("foo bar",)
+    samples = np.array([0.5, -0.25], dtype="<f4")
+    audio = proto.receive(samples.tobytes())
+    assert isinstance(audio, AudioIn) and audio.samples.tolist() == [0.5, -0.25]
+    assert isinstance(proto.receive('{"type": "reset"}'), Reset)
+    assert isinstance(proto.receive('{"type": "finish"}'), Finish)
+    with pytest.raises(SessionError, match="after finish"):
+        proto.receive('{"type": "reset"}')
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "match"),
+    [
+        ([b"\x00\x00"], "start_required", "binary audio before the start message"),
+        (['{"type": "finish"}'], "start_required", "finish before the start message"),
+        (['{"type": "stop"}'], "bad_message", "unknown message type 'stop'"),
+        (['{"kind": "start"}'], "bad_message", "need a string field 'type'"),
+        (['{"type": "start", "rate": 8000}'], "bad_message", "unknown field 'rate' in start"),
+        (['{"type": "start", "version": 2}'], "bad_message", "speaks protocol version 1"),
+        (['{"type": "start", "encoding": "mulaw"}'], "bad_message", "start.encoding must be"),
+        (['{"type": "start", "sample_rate": 0}'], "bad_audio", "outside 4000..384000"),
+        (['{"type": "start", "sample_rate": true}'], "bad_audio", "must be a number of Hz"),
+        (['{"type": "start", "options": {"lm": "on"}}'], "bad_message", "start.options.lm must be"),
+        (['{"type": "start", "options": {"beam": 3}}'], "bad_message", "unknown field 'beam'"),
+        (['{"type": "start"}', '{"type": "start"}'], "bad_message", "already received"),
+        (['{"type": "start"}', b"\x00"], "bad_audio", "1 bytes; int16 PCM needs a multiple of 2"),
+        (['{"type": "start", "encoding": "float32"}', b"\x00\x00"], "bad_audio", "multiple of 4"),
+        (['{"type": "start", "encoding": "float32"}', np.array([np.nan], "<f4").tobytes()],
+         "bad_audio", "1 NaN or infinite"),
+        (['{"type": "start"}', '{"type": "reset", "now": true}'], "bad_message", "unknown field 'now'"),
+        (["\u00e9t\u00e9"], "bad_json", "could not parse"),
+    ],
+)
+def test_native_bad_frames(frames: list[str | bytes], code: str, match: str) -> None:
+    proto = NativeProtocol(INFO)
+    with pytest.raises(SessionError, match=match) as exc:
+        for frame in frames:
+            proto.receive(frame)
+    assert _code(exc) == code
+
+
+def test_native_event_messages_carry_stable_prefix_words_and_timing() -> None:
+    proto = NativeProtocol(INFO)
+    proto.receive('{"type": "start"}')
+    words = (_word("hello", 0.1),)
+    messages = [json.loads(m) for m in proto.event_messages([
+        _timed(Partial("hel", "", 0, 0.0, 0.4)),
+        _timed(Partial("hello wo", "hello", 0, 0.0, 0.8, words)),  # only the newest partial is sent
+        _timed(Final("hello world", words, 0, 0.0, 1.2, "silence")),
+        _timed(Partial("x", "", 1, 1.2, 1.6)),
+    ])]
+    assert [m["type"] for m in messages] == ["final", "partial"]
+    final, partial = messages
+    assert final["words"] == [{"word": "hello", "start": 0.1, "end": 0.3, "conf": 0.5}]
+    assert final["reason"] == "silence" and final["segment"] == 0
+    assert final["timing"] == {"latency_ms": 100.0, "audio_received_s": 1.0, "server_time": 0.0}
+    assert partial["segment"] == 1 and partial["stable_text"] == ""
+    assert json.loads(NativeProtocol.end(2, 3.5)) == {"type": "end", "segments": 2, "audio_s": 3.5}
+
+
+# ---------------------------------------------------------------- error mapping
+
+
+def test_error_report_is_the_one_mapping_and_never_leaks() -> None:
+    assert error_report(SessionError(ErrorCode.IDLE_TIMEOUT, "idle")).close_code == 1008
+    assert error_report(AudioError("stereo audio")).code is ErrorCode.BAD_AUDIO
+    leaked = error_report(StreamStateError("/srv/secret/model.bin: boom"))
+    assert leaked.code is ErrorCode.INTERNAL_ERROR and "secret" not in leaked.message
+    internal = error_report(KeyError("/home/user/.token"))
+    assert internal.close_code == 1011 and ".token" not in internal.close_reason
+    long = error_report(SessionError(ErrorCode.BAD_MESSAGE, "\u00e9" * 500))
+    assert len(long.close_reason.encode()) <= 123
+
+
+def test_decode_pcm_little_endian() -> None:
+    samples = np.array([0, 1, -1, 32767, -32768], dtype=np.int16)
+    assert decode_pcm(samples.astype("<i2").tobytes(), "int16").tolist() == samples.tolist()
+    assert decode_pcm(b"", "float32").size == 0
+
+
+def test_server_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"max_batch_size must be in 1..1024, got 0"):
+        ServerConfig(max_batch_size=0)
+    with pytest.raises(ValueError, match="native_path must start with '/'"):
+        ServerConfig(native_path="v1")
+
+
+# ---------------------------------------------------------------- fuzzing
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+_keys = st.sampled_from(["config", "eof", "reset", "type", "sample_rate", "encoding", "options",
+                         "version", "words", "max_alternatives", "phrase_list", "lm", "hotwords",
+                         "partials"])
+_messages = st.dictionaries(_keys | st.text(max_size=8), _json, max_size=5).map(json.dumps)
+_types = st.sampled_from(["start", "reset", "finish", "stop", ""])
+_native_messages = st.builds(
+    lambda kind, body: json.dumps({"type": kind, **body}),
+    _types,
+    st.dictionaries(_keys, _json | st.dictionaries(_keys, _json, max_size=3), max_size=4),
+)
+_frames = st.one_of(st.binary(max_size=64), st.text(max_size=64), _messages, _native_messages)
+
+
+def _fuzz(proto: VoskProtocol | NativeProtocol, frames: list[str | bytes]) -> None:
+    for frame in frames:
+        try:
+            cmd = proto.receive(frame)
+        except SessionError as exc:
+            report = error_report(exc)
+            assert report.close_code in (1003, 1007, 1008)
+            assert report.message and len(report.close_reason.encode()) <= 123
+            return
+        assert isinstance(cmd, (Configure, AudioIn, Reset, Finish))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_frames, max_size=6))
+def test_fuzz_vosk_parser_only_raises_session_errors(frames: list[str | bytes]) -> None:
+    _fuzz(VoskProtocol(), frames)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_frames, max_size=6))
+def test_fuzz_native_parser_only_raises_session_errors(frames: list[str | bytes]) -> None:
+    _fuzz(NativeProtocol(INFO), frames)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_native_messages | st.binary(max_size=16), max_size=6))
+def test_fuzz_native_after_start(frames: list[str | bytes]) -> None:
+    proto = NativeProtocol(INFO)
+    proto.receive('{"type": "start", "encoding": "float32"}')
+    _fuzz(proto, frames)
