@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     lm = audio.add_mutually_exclusive_group()
     lm.add_argument("--lm", default=None, help="LM for the reference decode (default: the model's own)")
     lm.add_argument("--no-lm", action="store_true", help="reference decode without an LM")
+    audio.add_argument("--greedy", action="store_true",
+                       help="greedy reference decode (use when the server decodes greedily)")
+    audio.add_argument("--beam-width", type=int, default=None,
+                       help="reference beam width (default: the engine's; match the server)")
     audio.add_argument("--no-reference", action="store_true",
                        help="skip the offline decode: no partial delays, end of speech = end of audio")
 
@@ -119,12 +123,21 @@ def load_audio_16k(path: str | Path) -> np.ndarray:
 
 
 def reference_words(
-    samples: np.ndarray, *, model: str | None, lm: str | bool | None
+    samples: np.ndarray,
+    *,
+    model: str | None,
+    lm: str | bool | None,
+    greedy: bool = False,
+    beam_width: int | None = None,
 ) -> tuple[list[Word], str]:
     """Words with times from the full-utterance decode of the same audio with the same model."""
-    from streaming import Engine
+    from streaming.decoder import DecoderConfig
+    from streaming.recognizer import Engine
 
-    engine = Engine.load(model, lm=lm)
+    decoder = DecoderConfig(greedy=greedy) if beam_width is None else DecoderConfig(
+        greedy=greedy, beam_width=beam_width
+    )
+    engine = Engine.load(model, lm=lm, decoder=decoder)
     final = engine.transcribe_offline(samples, 16_000)
     return list(final.words), engine.info.name
 
@@ -230,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"{prog}: offline reference decode of {args.audio} ...", file=sys.stderr, flush=True)
             words, model_name = reference_words(
-                samples, model=args.model, lm=False if args.no_lm else args.lm
+                samples, model=args.model, lm=False if args.no_lm else args.lm,
+                greedy=args.greedy, beam_width=args.beam_width,
             )
         speech_end = words[-1].end if words else audio_seconds
         report = Report(

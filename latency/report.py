@@ -193,6 +193,7 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
     ax_rtf.bar(xs, [b / max(1, lv.summary.streams) for b, lv in zip(bad, levels, strict=True)],
                color="tab:red", alpha=0.4, label="failed/dropped fraction")
     ax_rtf.set_xlabel("concurrent real-time streams")
+    ax_rtf.set_xticks(xs)
     ax_rtf.legend(fontsize=7)
     ax_rtf.grid(alpha=0.3)
     if len(xs) > 2 and max(xs) / max(1, min(xs)) >= 8:
@@ -203,35 +204,50 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
 
-    # Timeline of the busiest level: when each word was spoken vs when it showed up.
+    # Timeline of the busiest level: lag as it builds up, and each word's delay.
     if levels:
-        level = levels[-1]
-        fig, (ax_w, ax_t) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=(1, 3))
-        for w in report.reference:
-            ax_w.barh(0, w.end - w.start, left=w.start, height=0.6, color="tab:gray", alpha=0.5)
-            ax_w.text((w.start + w.end) / 2, 0, w.text, ha="center", va="center", fontsize=7, rotation=60)
-        ax_w.set_yticks([])
-        ax_w.set_title(f"Latency timeline, {level.summary.concurrency} concurrent streams "
-                       "(reference words from the offline decode)")
-        for trace in level.traces:
-            if trace.status != "ok":
-                continue
-            delays = partial_delays(hypothesis_timeline(trace.events), report.reference)
-            points = [(w.end, d) for w, d in zip(report.reference, delays, strict=True) if d is not None]
-            if points:
-                ax_t.plot(*zip(*points, strict=True), "o-", markersize=3, alpha=0.6)
-            for e in trace.events:
-                if isinstance(e.event, Final) and e.event.text.strip():
-                    ax_t.axvline(e.t, color="tab:green", alpha=0.15)
-        ax_t.axhline(budget.partial_s, color="tab:blue", linestyle="--", linewidth=1, label="partial budget")
-        ax_t.axvline(report.speech_end, color="black", linestyle=":", label="end of speech")
-        ax_t.set_xlabel("seconds since stream start (audio time = wall time at real-time pace)")
-        ax_t.set_ylabel("partial delay, s (one line per stream)")
-        ax_t.legend(fontsize=7)
-        ax_t.grid(alpha=0.3)
-        fig.tight_layout()
         path = out_dir / "timeline.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _timeline_plot(plt, report, levels[-1], path)
         written.append(path)
     return written
+
+
+def _timeline_plot(plt: Any, report: Report, level: LevelResult, path: Path) -> None:
+    budget = report.budget
+    fig, (ax_w, ax_lag, ax_d) = plt.subplots(
+        3, 1, figsize=(10, 8), sharex=True, height_ratios=(1, 3, 3)
+    )
+    for w in report.reference:
+        ax_w.barh(0, w.end - w.start, left=w.start, height=0.6, color="tab:gray", alpha=0.5)
+        label = w.text if len(w.text) <= 12 else w.text[:11] + "~"
+        ax_w.text((w.start + w.end) / 2, 0, label, ha="center", va="center", fontsize=7)
+    ax_w.axvline(report.speech_end, color="black", linestyle=":")
+    ax_w.set_yticks([])
+    ax_w.set_title(f"Latency timeline: {level.summary.concurrency} concurrent streams "
+                   f"({report.protocol} @ {report.server})", fontsize=10)
+    ax_w.text(0.0, 1.02, "reference words (offline decode)", transform=ax_w.transAxes, fontsize=7)
+    for trace in level.traces:
+        if trace.lag_times:
+            ax_lag.plot(trace.lag_times, trace.reply_lags, "-", linewidth=1, alpha=0.7)
+        if trace.status != "ok":
+            continue
+        delays = partial_delays(hypothesis_timeline(trace.events), report.reference)
+        points = [(w.end, d) for w, d in zip(report.reference, delays, strict=True) if d is not None]
+        if points:
+            ax_d.plot(*zip(*points, strict=True), "o-", markersize=3, alpha=0.7)
+        for e in trace.events:
+            if isinstance(e.event, Final) and e.event.text.strip():
+                ax_d.axvline(e.t, color="tab:green", alpha=0.2)
+    lag_what = "block sent -> reply" if report.protocol == "vosk" else "server-reported latency"
+    ax_lag.set_ylabel(f"reply lag, s\n({lag_what})", fontsize=8)
+    ax_lag.axhline(budget.partial_s, color="tab:blue", linestyle="--", linewidth=1)
+    ax_lag.grid(alpha=0.3)
+    ax_d.axhline(budget.partial_s, color="tab:blue", linestyle="--", linewidth=1, label="partial budget")
+    ax_d.axvline(report.speech_end, color="black", linestyle=":", label="end of speech")
+    ax_d.set_ylabel("partial delay, s\n(at the word's end; green: finals)", fontsize=8)
+    ax_d.set_xlabel("seconds since stream start (= audio time at real-time pace); one line per stream")
+    ax_d.legend(fontsize=7)
+    ax_d.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -119,6 +119,10 @@ async def _replay(
                     now = loop.time()
                     if isinstance(stream, VoskStream) and trace.replies < len(send_times):
                         trace.reply_lags.append(now - send_times[trace.replies])
+                        trace.lag_times.append(now - t0)
+                    elif isinstance(stream, NativeStream) and stream.server_latencies:
+                        trace.reply_lags.append(stream.server_latencies[-1])
+                        trace.lag_times.append(now - t0)
                     trace.replies += 1
                     trace.events.append(TimedEvent(now - t0, event))
                     if trace.eof_t is not None and isinstance(event, Final):
@@ -132,8 +136,6 @@ async def _replay(
                 await sender
             finally:
                 sender.cancel()
-            if isinstance(stream, NativeStream):
-                trace.reply_lags.extend(stream.server_latencies)
             trace.closed_t = loop.time() - t0
             if not got_final:
                 trace.status, trace.error = "dropped", "connection closed before the final result"
