@@ -74,9 +74,9 @@ __all__ = [
 ]
 
 _LOG_MIN_P = float(np.log(MIN_TOKEN_CLIP_P))  # -34.54: pyctcdecode's clip floor
-# Rebuild the partial-word score cache from the live beams when it grows past this:
-# big enough to reuse scores of common prefixes, small enough to stay flat in memory.
-_PARTIAL_CACHE_LIMIT = 4096
+# Entries per generation of the partial-word score cache: big enough to keep the
+# prefixes of common words across chunks, small enough (~1 MB) to bound memory.
+_PARTIAL_CACHE_LIMIT = 8192
 
 
 # --------------------------------------------------------------------------------------
@@ -434,6 +434,7 @@ class BeamSearchStream:
         self._root = _Text(None, "", 0, 0, 0.0, 0.0, start_state, 0.0, ())
         self._beams: list[_Beam] = [(self._root, "", None, None, -1, -1, 0.0)]
         self._partial_scores: dict[str, float] = {}
+        self._old_partial_scores: dict[str, float] = {}
         self._best = _FrameBest()
         self._stable = self._root
         self._out = _OutputCache()
@@ -462,13 +463,25 @@ class BeamSearchStream:
         return node
 
     def _partial_score(self, word_part: str) -> float:
+        """Score of an unfinished word (pure in ``word_part``), via a two-generation cache.
+
+        Misses in the current generation are looked up in the previous one; when the
+        current one is full it becomes the previous one.  So memory stays bounded
+        and entries no live beam used for a whole generation are dropped, while the
+        prefixes of common words stay cached.
+        """
         cached = self._partial_scores.get(word_part)
+        if cached is None:
+            cached = self._old_partial_scores.get(word_part)
         if cached is None:
             if self._scorer is not None and word_part not in self._hot:
                 cached = float(self._scorer.score_partial_token(word_part))
             else:
                 cached = float(self._hot.score_partial_token(word_part))
-            self._partial_scores[word_part] = cached
+        if len(self._partial_scores) >= _PARTIAL_CACHE_LIMIT:
+            self._old_partial_scores = self._partial_scores
+            self._partial_scores = {}
+        self._partial_scores[word_part] = cached
         return cached
 
     # -- decoding ------------------------------------------------------------------------
@@ -488,72 +501,66 @@ class BeamSearchStream:
             candidates = set(np.where(column >= token_min_logp)[0].tolist()) | {int(column.argmax())}
             self._step(self.frames + offset, column.tolist(), candidates)
         self.frames += chunk.shape[0]
-        if len(self._partial_scores) > _PARTIAL_CACHE_LIMIT:
-            live = {b[1] for b in self._beams}
-            self._partial_scores = {k: v for k, v in self._partial_scores.items() if k in live}
 
     def _step(self, frame: int, row: list[float], candidates: set[int]) -> None:
+        """Expand every beam by every candidate token, merge, score and prune (one frame)."""
         labels = self._labels
         beams = self._beams
-        expanded: list[_Beam] = []
-        append = expanded.append
+        merged: list[_Beam] = []
         end = frame + 1
         for token in candidates:
             p = row[token]
             char = labels[token]
-            if char == "":
-                for text, part, _last, spans, ps, pe, score in beams:
-                    append((text, part, char, spans, ps, pe, score + p))
-            elif char == " ":
-                for text, part, last, spans, ps, pe, score in beams:
-                    if last == char:
-                        append((text, part, char, spans, ps, end, score + p))
-                    elif part:
-                        append((self._child(text, part), "", char, _Span(spans, ps, pe), -1, -1, score + p))
+            # Every beam made here ends in ``char`` and labels are unique, so beams of
+            # different candidates never merge: one small dict per candidate does it.
+            index: dict[tuple[_Text, str], int] = {}
+            for text, part, last, spans, ps, pe, score in beams:
+                if char == "":
+                    new: _Beam = (text, part, char, spans, ps, pe, score + p)
+                elif last == char:
+                    new = (text, part, char, spans, ps, end, score + p)
+                elif char == " ":
+                    if part:
+                        new = (self._child(text, part), "", char, _Span(spans, ps, pe), -1, -1, score + p)
                     else:
-                        append((text, "", char, spans, -1, -1, score + p))
-            else:
-                for text, part, last, spans, ps, _pe, score in beams:
-                    if last == char:
-                        append((text, part, char, spans, ps, end, score + p))
-                    elif ps < 0:
-                        append((text, part + char, char, spans, frame, end, score + p))
-                    else:
-                        append((text, part + char, char, spans, ps, end, score + p))
-        self._beams = self._prune(self._merge(expanded), is_eos=False)
+                        new = (text, "", char, spans, -1, -1, score + p)
+                elif ps < 0:
+                    new = (text, part + char, char, spans, frame, end, score + p)
+                else:
+                    new = (text, part + char, char, spans, ps, end, score + p)
+                key = (new[0], new[1])
+                at = index.get(key)
+                if at is None:
+                    index[key] = len(merged)
+                    merged.append(new)
+                else:
+                    # pyctcdecode keeps the first beam's place, the last beam's fields
+                    merged[at] = new[:6] + (_log_add(merged[at][6], new[6]),)  # type: ignore[assignment]
+        self._beams = self._prune(merged)
 
-    @staticmethod
-    def _merge(beams: list[_Beam]) -> list[_Beam]:
-        """Merge equal (text, partial word, last label): first position, last fields, log-add."""
-        index: dict[tuple[_Text, str, str | None], int] = {}
-        merged: list[_Beam] = []
-        for beam in beams:
-            key = (beam[0], beam[1], beam[2])
-            at = index.get(key)
-            if at is None:
-                index[key] = len(merged)
-                merged.append(beam)
-            else:
-                merged[at] = beam[:6] + (_log_add(merged[at][6], beam[6]),)  # type: ignore[assignment]
-        return merged
-
-    def _prune(self, beams: list[_Beam], *, is_eos: bool) -> list[_Beam]:
+    def _prune(self, beams: list[_Beam]) -> list[_Beam]:
         """LM-score, drop outliers, keep the best beam_width (+ optional history pruning)."""
         scored: list[tuple[float, _Beam]] = []
+        cache = self._partial_scores
         if self._scorer is not None:
             for beam in beams:
                 lm_score = beam[0].lm_hw
-                if beam[1]:
-                    lm_score += self._partial_score(beam[1])
+                part = beam[1]
+                if part:
+                    partial = cache.get(part)
+                    lm_score += self._partial_score(part) if partial is None else partial
                 scored.append((beam[6] + lm_score, beam))
         else:
             for beam in beams:
-                scored.append((beam[6] + beam[0].hot + self._partial_score(beam[1]), beam))
+                partial = cache.get(beam[1])
+                if partial is None:
+                    partial = self._partial_score(beam[1])
+                scored.append((beam[6] + beam[0].hot + partial, beam))
         return [b for _, b in self._select(scored)]
 
     def _select(self, scored: list[tuple[float, Any]]) -> list[tuple[float, Any]]:
         config = self._config
-        floor = max(s for s, _ in scored) + config.beam_prune_logp
+        floor = max(map(itemgetter(0), scored)) + config.beam_prune_logp
         kept = heapq.nlargest(config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
         if not config.prune_history:
             return kept
@@ -642,7 +649,7 @@ class BeamSearchStream:
             else:
                 scored.append((score + new_text.hot + self._partial_score(""), item))
         config = self._config
-        floor = max(s for s, _ in scored) + config.beam_prune_logp
+        floor = max(map(itemgetter(0), scored)) + config.beam_prune_logp
         best = heapq.nlargest(config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0))[0][
             1
         ]
