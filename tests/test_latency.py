@@ -1,9 +1,16 @@
-"""Latency lab: pure metrics on hand-made timelines, protocol parsing, and a short run against a real server."""
+"""Latency lab: pure metrics on hand-made timelines, protocol parsing, short runs against a real server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import doctest
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -202,3 +209,146 @@ def test_stream_url_and_pcm() -> None:
     import numpy as np
 
     assert int16_pcm(np.array([1, -2], dtype=np.int16)) == b"\x01\x00\xfe\xff"
+
+
+# ------------------------------------------------------- against a real server
+# A real SpeechServer on localhost port 0 with the real engine and a tiny model.
+# The model is local (no transformer layers, no input normalization) so the
+# streamed frames equal the offline ones and the offline reference words do
+# show up in the partials: partial delays are then real numbers, not "-".
+
+SPEECH = Path(__file__).resolve().parent.parent / "samples" / "goforward.wav"  # 2.8 s, 16 kHz
+
+
+def write_local_model(path: Path) -> Path:
+    import torch
+    from tiny_models import tiny_config, write_tiny_checkpoint
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    write_tiny_checkpoint(path, family="layer")
+    cfg = tiny_config("layer")
+    cfg["num_hidden_layers"] = 0
+    torch.manual_seed(1)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(**cfg)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.1)
+    model.save_pretrained(path, safe_serialization=True)
+    pre = json.loads((path / "preprocessor_config.json").read_text())
+    pre["do_normalize"] = False
+    (path / "preprocessor_config.json").write_text(json.dumps(pre))
+    return path
+
+
+@contextlib.contextmanager
+def running_server(model: Path, **config: Any) -> Iterator[str]:
+    """Our server in a thread of its own (the lab's main() runs its own event loop)."""
+    from server.app import SpeechServer
+    from server.config import ServerConfig
+    from streaming.decoder import DecoderConfig
+    from streaming.recognizer import Engine
+
+    engine = Engine.load(model, lm=False, decoder=DecoderConfig(greedy=True))
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def serve() -> None:
+        box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        async with SpeechServer(engine, ServerConfig(port=0, **config)) as server:
+            box["port"] = server.port
+            ready.set()
+            await box["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "server did not start"
+    try:
+        yield f"ws://127.0.0.1:{box['port']}"
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_local_model(tmp_path_factory.mktemp("local-model"))
+
+
+@pytest.fixture(scope="module")
+def server_url(local_model: Path) -> Iterator[str]:
+    # Two connections at most, so a level of three streams shows a refused one.
+    with running_server(local_model, max_connections=2) as url:
+        yield url
+
+
+def test_lab_sweeps_a_real_server_and_reports_failures(
+    server_url: str, local_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latency.lab import main
+
+    out = tmp_path / "report"
+    code = main(["--server", server_url, "--audio", str(SPEECH), "--model", str(local_model), "--no-lm",
+                 "--greedy", "--concurrency", "1,3", "--ramp", "0.2", "--settle", "0.3",
+                 "--out-dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "p50/p90/p99" in printed and "capacity: 1 real-time streams" in printed
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["capacity"] == 1
+    assert report["reference"]["words"], "the offline decode found no words"
+    one, three = report["levels"]
+    assert one["within_budget"] and not three["within_budget"]
+    s1 = one["summary"]
+    assert s1["failed"] == s1["dropped"] == 0
+    assert s1["partial_delay"]["n"] >= 1  # the reference words were found in the partials
+    assert 0 < s1["partial_delay"]["p50"] < 2.5
+    assert 0 < s1["time_to_first_partial"]["p50"] < 5
+    assert s1["final_latency"]["n"] == 1
+    assert s1["rtf"] is not None and 0 < s1["rtf"] < 1
+    stream = one["streams"][0]
+    assert stream["replies"] == stream["blocks_sent"] + 1  # vosk: one reply per block, then the final
+    assert stream["events"][-1]["type"] == "final"
+    # Level 3: the server admits two connections; the third is refused with 503.
+    assert three["summary"]["failed"] == 1
+    assert any("503" in e for e in three["summary"]["errors"])
+    assert three["summary"]["rtf"] is None  # flat-out run could not get all streams in
+    for name in ("latency_vs_concurrency.png", "timeline.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lab_native_protocol(server_url: str, tmp_path: Path) -> None:
+    from latency.lab import main
+
+    out = tmp_path / "native"
+    code = main(["--server", server_url, "--protocol", "native", "--audio", str(SPEECH), "--no-reference",
+                 "--concurrency", "2", "--ramp", "0.2", "--no-rtf", "--no-plots", "--out-dir", str(out)])
+    assert code == 0
+    level = json.loads((out / "report.json").read_text())["levels"][0]
+    assert level["summary"]["streams"] == 2 and level["summary"]["failed"] == 0
+    assert level["summary"]["reply_lag"]["n"] >= 2  # the server's own latency figures
+    assert all(s["events"][-1]["type"] == "final" for s in level["streams"])
+
+
+def test_lab_says_when_no_server_listens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.lab import main
+
+    with socket.socket() as sock:  # a port that was free a moment ago
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = main(["--server", f"ws://127.0.0.1:{port}", "--audio", str(SPEECH), "--no-reference",
+                 "--concurrency", "1", "--open-timeout", "2", "--out-dir", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cannot stream to" in err and "xlsr-stream serve" in err
+    assert "Traceback" not in err
+
+
+def test_lab_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.lab import main
+
+    assert main(["--audio", str(SPEECH), "--concurrency", "0,2", "--no-reference"]) == 2
+    assert "--concurrency levels must be >= 1" in capsys.readouterr().err
+    assert main(["--audio", str(SPEECH), "--server", "http://x", "--no-reference"]) == 2
+    assert main(["--audio", "/nonexistent.wav", "--no-reference", "--concurrency", "1"]) == 2
+    assert "no such file" in capsys.readouterr().err
