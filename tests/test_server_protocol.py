@@ -139,8 +139,15 @@ def test_vosk_alternatives_layout() -> None:
     proto.receive('{"config": {"max_alternatives": 3}}')
     proto.accept_events([_timed(Final("hi", (_word("hi", 0.0),), 0, 0.0, 1.0, "finish"))])
     reply = json.loads(proto.final_reply())
-    assert reply == {"alternatives": [{"confidence": 0.5, "text": "hi", "result": [
-        {"word": "hi", "start": 0.0, "end": 0.2, "conf": 0.5}]}]}
+    assert reply == {
+        "alternatives": [
+            {
+                "confidence": 0.5,
+                "text": "hi",
+                "result": [{"word": "hi", "start": 0.0, "end": 0.2, "conf": 0.5}],
+            }
+        ]
+    }
 
 
 # ---------------------------------------------------------------- native
@@ -151,10 +158,17 @@ def test_native_start_audio_reset_finish() -> None:
     hello = json.loads(proto.hello())
     assert hello["type"] == "hello" and hello["protocol_version"] == 1
     assert hello["model"]["frame_rate"] == 50.0
-    cmd = proto.receive(json.dumps({
-        "type": "start", "version": 1, "sample_rate": 44100, "encoding": "float32",
-        "options": {"lm": False, "hotwords": ["foo bar"], "partials": False, "words": True},
-    }))
+    cmd = proto.receive(
+        json.dumps(
+            {
+                "type": "start",
+                "version": 1,
+                "sample_rate": 44100,
+                "encoding": "float32",
+                "options": {"lm": False, "hotwords": ["foo bar"], "partials": False, "words": True},
+            }
+        )
+    )
     assert isinstance(cmd, Configure)
     assert cmd.options.sample_rate == 44100 and cmd.options.encoding == "float32"
     assert cmd.options.use_lm is False and cmd.options.hotwords == ("foo bar",)
@@ -184,8 +198,11 @@ def test_native_start_audio_reset_finish() -> None:
         (['{"type": "start"}', '{"type": "start"}'], "bad_message", "already received"),
         (['{"type": "start"}', b"\x00"], "bad_audio", "1 bytes; int16 PCM needs a multiple of 2"),
         (['{"type": "start", "encoding": "float32"}', b"\x00\x00"], "bad_audio", "multiple of 4"),
-        (['{"type": "start", "encoding": "float32"}', np.array([np.nan], "<f4").tobytes()],
-         "bad_audio", "1 NaN or infinite"),
+        (
+            ['{"type": "start", "encoding": "float32"}', np.array([np.nan], "<f4").tobytes()],
+            "bad_audio",
+            "1 NaN or infinite",
+        ),
         (['{"type": "start"}', '{"type": "reset", "now": true}'], "bad_message", "unknown field 'now'"),
         (["\u00e9t\u00e9"], "bad_json", "could not parse"),
     ],
@@ -202,12 +219,17 @@ def test_native_event_messages_carry_stable_prefix_words_and_timing() -> None:
     proto = NativeProtocol(INFO)
     proto.receive('{"type": "start"}')
     words = (_word("hello", 0.1),)
-    messages = [json.loads(m) for m in proto.event_messages([
-        _timed(Partial("hel", "", 0, 0.0, 0.4)),
-        _timed(Partial("hello wo", "hello", 0, 0.0, 0.8, words)),  # only the newest partial is sent
-        _timed(Final("hello world", words, 0, 0.0, 1.2, "silence")),
-        _timed(Partial("x", "", 1, 1.2, 1.6)),
-    ])]
+    messages = [
+        json.loads(m)
+        for m in proto.event_messages(
+            [
+                _timed(Partial("hel", "", 0, 0.0, 0.4)),
+                _timed(Partial("hello wo", "hello", 0, 0.0, 0.8, words)),  # only the newest partial is sent
+                _timed(Final("hello world", words, 0, 0.0, 1.2, "silence")),
+                _timed(Partial("x", "", 1, 1.2, 1.6)),
+            ]
+        )
+    ]
     assert [m["type"] for m in messages] == ["final", "partial"]
     final, partial = messages
     assert final["words"] == [{"word": "hello", "start": 0.1, "end": 0.3, "conf": 0.5}]
@@ -248,13 +270,29 @@ def test_server_config_names_the_field() -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
-_keys = st.sampled_from(["config", "eof", "reset", "type", "sample_rate", "encoding", "options",
-                         "version", "words", "max_alternatives", "phrase_list", "lm", "hotwords",
-                         "partials"])
+_keys = st.sampled_from(
+    [
+        "config",
+        "eof",
+        "reset",
+        "type",
+        "sample_rate",
+        "encoding",
+        "options",
+        "version",
+        "words",
+        "max_alternatives",
+        "phrase_list",
+        "lm",
+        "hotwords",
+        "partials",
+    ]
+)
 _messages = st.dictionaries(_keys | st.text(max_size=8), _json, max_size=5).map(json.dumps)
 _types = st.sampled_from(["start", "reset", "finish", "stop", ""])
 _native_messages = st.builds(
