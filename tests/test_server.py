@@ -16,8 +16,9 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,13 @@ def blocks(audio: np.ndarray, size: int = BLOCK) -> list[np.ndarray]:
     return [audio[i : i + size] for i in range(0, len(audio), size)]
 
 
-def reference(engine: Engine, audio: np.ndarray, rate: int, *, reset_after: int | None = None) -> list[Final]:
+def reference(
+    engine: Engine, audio: np.ndarray, rate: int, *, reset_after: int | None = None, block: int = BLOCK
+) -> list[Final]:
     """The in-process result for the same audio in the same blocks."""
     rec = engine.new_stream(sample_rate=rate, use_lm=False)
-    for i, block in enumerate(blocks(audio)):
-        rec.accept_audio(block)
+    for i, piece in enumerate(blocks(audio, block)):
+        rec.accept_audio(piece)
         if i == reset_after:
             rec.reset()
     rec.finish()
@@ -615,3 +618,61 @@ def test_cli_serves_and_drains_on_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---------------------------------------------------------------- demo client
+
+
+@contextlib.contextmanager
+def server_in_thread(engine: Engine, **config: Any) -> Iterator[int]:
+    """A server on its own event loop, for clients that run their own (demos.client.main)."""
+    box: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        box["loop"], box["stop"] = asyncio.get_running_loop(), stop
+        async with SpeechServer(engine, ServerConfig(port=0, **config)) as server:
+            box["port"] = server.port
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "server did not start"
+    try:
+        yield box["port"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(30)
+
+
+@pytest.mark.parametrize("protocol", ["vosk", "native"])
+def test_demo_client_streams_a_file_and_reports_latency(
+    group_engine: Engine, espeak_wav: Path, protocol: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from demos.client import main as client_main
+
+    audio, rate = sf.read(espeak_wav, dtype="int16")
+    expected = joined([f.text for f in reference(group_engine, audio, rate, block=int(rate * 0.25))])
+    with server_in_thread(group_engine) as port:
+        code = client_main(
+            [
+                str(espeak_wav),
+                "--url",
+                f"ws://127.0.0.1:{port}",
+                "--protocol",
+                protocol,
+                "--speed",
+                "0",
+                "--block-ms",
+                "250",
+                "--json",
+            ]
+        )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    finals = [json.loads(line) for line in out.splitlines() if '"final"' in line]
+    assert joined([f["text"] for f in finals]) == expected
+    assert all(f["latency_ms"] >= 0 for f in finals)
+    assert "x real time" in err and "final latency: median" in err
