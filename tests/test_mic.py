@@ -1,0 +1,337 @@
+"""Microphone captions: caption rendering and subtitle writers, then ``xlsr-stream mic`` end to end.
+
+The only stand-in is the sounddevice module (no sound card here): a fake
+``InputStream`` calls the real callback from a thread of its own with 48 kHz
+blocks of real speech, the way PortAudio would.  The engine, the model (tiny,
+random) and the server are real.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import io
+import json
+import re
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+from test_latency import SPEECH, running_server, write_local_model
+
+from demos.captions import (
+    ERASE_LINE,
+    CaptionRenderer,
+    Cue,
+    JsonLog,
+    SubtitleWriter,
+    cues_from_final,
+    srt_document,
+    terminal_lines,
+    webvtt_document,
+)
+from streaming.events import Final, Partial, Word
+
+pytestmark = pytest.mark.timeout(60)
+
+CAPTION = re.compile(r"^\[\d\d:\d\d\.\d\d - \d\d:\d\d\.\d\d\] \S")
+
+
+def final(text: str, start: float, end: float, words: tuple[Word, ...] = (), segment: int = 0) -> Final:
+    return Final(text, words, segment, start, end, "silence")
+
+
+# ---------------------------------------------------------------- captions
+def test_renderer_rewrites_the_partial_in_place_and_commits_finals() -> None:
+    out = io.StringIO()
+    r = CaptionRenderer(out, partials=True, width=60)
+    r.show(Partial("hel", "", 0, 0.0, 0.5))
+    assert terminal_lines(out.getvalue()) == ["[00:00.00 ...] hel"]
+    r.show(Partial("hello wor", "hello", 0, 0.0, 1.0))
+    assert terminal_lines(out.getvalue()) == ["[00:00.00 ...] hello wor"]
+    r.show(final("hello world", 0.24, 1.32))
+    r.show(Partial("and", "", 1, 1.32, 2.0))
+    assert terminal_lines(out.getvalue()) == ["[00:00.24 - 00:01.32] hello world", "[00:01.32 ...] and"]
+    r.show(final("", 1.32, 4.0))  # an empty segment commits nothing and clears the partial
+    r.show(Partial("x" * 200, "", 2, 4.0, 9.0))  # too long: the newest end is kept
+    r.close()
+    text = out.getvalue()
+    assert terminal_lines(text) == ["[00:00.24 - 00:01.32] hello world"]
+    assert text.count(ERASE_LINE) >= 5
+    shown = terminal_lines(text.rsplit(ERASE_LINE, 1)[0])[-1]  # the screen before close()
+    assert shown.startswith("[00:04.00 ...] ...x") and len(shown) <= 60
+
+
+def test_renderer_without_partials_writes_plain_lines() -> None:
+    out = io.StringIO()
+    r = CaptionRenderer(out, partials=False)
+    r.show(Partial("hel", "", 0, 0.0, 0.5))
+    r.show(final("hello", 0.0, 61.5))
+    r.close()
+    assert out.getvalue() == "[00:00.00 - 01:01.50] hello\n"
+
+
+def test_cues_split_long_finals_at_two_lines_and_seven_seconds() -> None:
+    words = tuple(Word(f"word{i:02d}", i * 0.5, i * 0.5 + 0.4, 0.9) for i in range(30))
+    cues = cues_from_final(final(" ".join(w.text for w in words), 0.0, 15.0, words))
+    assert len(cues) > 1
+    assert all(len(c.lines) <= 2 and all(len(line) <= 42 for line in c.lines) for c in cues)
+    assert all(c.end - c.start <= 7.0 + 1e-9 for c in cues)
+    assert " ".join(" ".join(c.lines) for c in cues) == " ".join(w.text for w in words)
+    assert all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
+
+
+def test_cues_without_word_times_share_the_final_span() -> None:
+    cues = cues_from_final(final("one two", 1.0, 3.0))
+    assert cues == [Cue(1.0, 3.0, ("one two",))]
+    assert cues_from_final(final("", 1.0, 3.0)) == []
+
+
+def test_srt_and_webvtt_documents() -> None:
+    cues = [Cue(0.5, 1.25, ("hello",)), Cue(3661.0, 3662.5, ("a --> b", "two"))]
+    assert srt_document(cues) == (
+        "1\n00:00:00,500 --> 00:00:01,250\nhello\n\n2\n01:01:01,000 --> 01:01:02,500\na --> b\ntwo\n"
+    )
+    vtt = webvtt_document(cues)
+    assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.250\nhello\n")
+    assert "a -> b" in vtt  # "-->" would end the cue timing line in WebVTT
+
+
+def test_subtitle_writer_and_json_log(tmp_path: Path) -> None:
+    writer = SubtitleWriter(srt=tmp_path / "a.srt", vtt=tmp_path / "a.vtt")
+    log = JsonLog(tmp_path / "a.jsonl")
+    w = (Word("hi", 0.1, 0.3, 0.9),)
+    for event in (Partial("h", "", 0, 0.0, 0.2), final("hi", 0.1, 0.3, w), final("", 0.3, 2.0, segment=1)):
+        log.add(event)
+        if isinstance(event, Final):
+            writer.add(event)
+    log.close()
+    assert (tmp_path / "a.srt").read_text() == "1\n00:00:00,100 --> 00:00:00,900\nhi\n"
+    assert (tmp_path / "a.vtt").read_text().startswith("WEBVTT")
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == ["hi", ""]
+    assert records[0]["words"] == [{"word": "hi", "start": 0.1, "end": 0.3, "conf": 0.9}]
+
+
+# ------------------------------------------------------------- fake device
+class FakeStreamModule(types.ModuleType):
+    """Enough of the sounddevice API for the demo: devices, settings check, a callback InputStream.
+
+    The stream calls the callback from its own thread, like PortAudio, with
+    ``speedup`` times real-time pacing so that tests stay short.
+    """
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, audio: np.ndarray, rate: int, *, devices: list[dict[str, Any]] | None = None,
+                 speedup: float = 4.0) -> None:
+        super().__init__("sounddevice")
+        self.audio, self.rate, self.speedup = audio, rate, speedup
+        self.devices = devices if devices is not None else [
+            {"name": "HDMI output", "hostapi": 0, "max_input_channels": 0,
+             "default_samplerate": 48000.0},
+            {"name": "Fake USB Mic", "hostapi": 0, "max_input_channels": 2,
+             "default_samplerate": float(rate)},
+        ]
+        self.default = types.SimpleNamespace(device=[1, 0])
+        self.opened: list[dict[str, Any]] = []
+        self.callback_threads: set[str] = set()
+        module = self
+
+        class InputStream:
+            def __init__(self, **kwargs: Any) -> None:
+                module.opened.append(kwargs)
+                self.kwargs = kwargs
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, name="fake-portaudio", daemon=True)
+
+            def _run(self) -> None:
+                block = self.kwargs["blocksize"]
+                audio = module.audio
+                i = 0
+                while not self._stop.is_set():
+                    chunk = audio[i : i + block]
+                    if len(chunk) < block:  # past the recording: silence, as a live mic would go on
+                        chunk = np.concatenate([chunk, np.zeros(block - len(chunk), np.float32)])
+                    indata = chunk.reshape(-1, 1).astype(np.float32)
+                    module.callback_threads.add(threading.current_thread().name)
+                    self.kwargs["callback"](indata, block, None, 0)
+                    i += block
+                    time.sleep(block / module.rate / module.speedup)
+
+            def start(self) -> None:
+                self._thread.start()
+
+            def stop(self) -> None:
+                self._stop.set()
+                self._thread.join(5)
+
+            def close(self) -> None:
+                pass
+
+        self.InputStream = InputStream
+
+    def query_devices(self) -> list[dict[str, Any]]:
+        return self.devices
+
+    def query_hostapis(self, index: int) -> dict[str, Any]:
+        return {"name": "Fake ALSA"}
+
+    def check_input_settings(self, **kwargs: Any) -> None:
+        if kwargs.get("samplerate") not in (16000, self.rate):
+            raise self.PortAudioError(f"Invalid sample rate {kwargs.get('samplerate')}")
+
+
+@pytest.fixture(scope="module")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_local_model(tmp_path_factory.mktemp("mic-model"))
+
+
+@pytest.fixture(scope="module")
+def speech_48k() -> np.ndarray:
+    audio, rate = sf.read(SPEECH, dtype="float32")
+    return soxr.resample(audio, rate, 48000).astype(np.float32)  # a typical native mic rate
+
+
+@pytest.fixture
+def fake_sd(monkeypatch: pytest.MonkeyPatch, speech_48k: np.ndarray) -> Iterator[FakeStreamModule]:
+    fake = FakeStreamModule(speech_48k, 48000)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    yield fake
+
+
+def _engine_args(model: Path) -> list[str]:
+    return ["--model", str(model), "--no-lm", "--greedy"]
+
+
+def test_mic_captions_from_a_fake_microphone(
+    fake_sd: FakeStreamModule, local_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from demos.mic import main
+
+    srt, vtt, log = tmp_path / "c.srt", tmp_path / "c.vtt", tmp_path / "c.jsonl"
+    code = main(_engine_args(local_model) + [
+        "--device", "usb", "--duration", "3.5", "--partials", "on",
+        "--srt", str(srt), "--vtt", str(vtt), "--json-log", str(log),
+    ])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # Opened at the device's native rate, mono float32, 100 ms blocks; called from PortAudio's thread.
+    assert fake_sd.opened == [{**fake_sd.opened[0], "device": 1, "samplerate": 48000, "channels": 1,
+                               "dtype": "float32", "blocksize": 4800}]
+    assert fake_sd.callback_threads == {"fake-portaudio"}
+    assert "'Fake USB Mic' (device 1, 48000 Hz)" in err
+
+    lines = terminal_lines(out)
+    assert lines and all(CAPTION.match(line) for line in lines), lines
+    assert ERASE_LINE in out  # partials were shown and rewritten
+    finals = [json.loads(line) for line in log.read_text().splitlines()]
+    spoken = [f for f in finals if f["text"]]
+    assert [line.split("] ", 1)[1] for line in lines] == [f["text"] for f in spoken]
+    assert spoken[-1]["end"] <= 3.5 + 0.02  # --duration bounds the captured audio
+    assert srt.read_text().startswith("1\n00:00:")
+    assert vtt.read_text().startswith("WEBVTT")
+    srt_words = " ".join(block.split("\n", 2)[2] for block in srt.read_text().strip().split("\n\n")).split()
+    assert srt_words == " ".join(f["text"] for f in spoken).split()
+
+
+def test_mic_input_file_replays_at_real_time_pace_to_a_real_server(
+    local_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from demos.mic import main
+
+    duration = sf.info(str(SPEECH)).duration
+    with running_server(local_model) as url:
+        started = time.monotonic()
+        code = main(["--input-file", str(SPEECH), "--server", url, "--partials", "off"])
+        elapsed = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert elapsed >= duration * 0.95  # real-time pace, like a microphone
+    lines = out.splitlines()
+    assert lines and all(CAPTION.match(line) for line in lines), out
+    assert ERASE_LINE not in out
+
+
+def test_mic_list_devices(fake_sd: FakeStreamModule, capsys: pytest.CaptureFixture[str]) -> None:
+    from demos.mic import main
+
+    assert main(["--list-devices"]) == 0
+    out = capsys.readouterr().out
+    assert "*   1  Fake USB Mic  (Fake ALSA, 2 ch, 48000 Hz)" in out
+    assert "HDMI" not in out  # output-only devices are not listed
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("7", "no input device with that index; inputs are 1 (Fake USB Mic)"),
+        ("webcam", "no input device name contains it"),
+    ],
+)
+def test_mic_device_errors_name_the_choices(
+    fake_sd: FakeStreamModule, capsys: pytest.CaptureFixture[str], device: str, message: str
+) -> None:
+    from demos.mic import main
+
+    assert main(["--device", device]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_mic_unsupported_rate_is_a_clear_error(fake_sd: FakeStreamModule, local_model: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from demos.mic import main
+
+    assert main(_engine_args(local_model) + ["--samplerate", "12345", "--duration", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot record from 'Fake USB Mic'" in err and "Invalid sample rate 12345" in err
+
+
+def test_mic_without_input_devices(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from demos.mic import main
+
+    no_devices = FakeStreamModule(np.zeros(1, np.float32), 48000, devices=[])
+    monkeypatch.setitem(sys.modules, "sounddevice", no_devices)
+    assert main([]) == 1
+    err = capsys.readouterr().err
+    assert "no audio input device found" in err and "--input-file" in err and "Traceback" not in err
+
+
+def test_mic_on_this_machine_without_a_sound_card(capsys: pytest.CaptureFixture[str]) -> None:
+    """The real sounddevice and PortAudio: this machine has no input device."""
+    sd = pytest.importorskip("sounddevice")
+    if any(d["max_input_channels"] > 0 for d in sd.query_devices()):
+        pytest.skip("this machine has an input device")
+    from demos.mic import main
+
+    assert main([]) == 1
+    assert "no audio input device found" in capsys.readouterr().err
+
+
+class _NoPortAudio(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return None
+
+
+def test_mic_without_portaudio(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from demos.mic import main
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
+    assert main(["--list-devices"]) == 1
+    err = capsys.readouterr().err
+    assert "PortAudio is missing" in err and "libportaudio2" in err and "--input-file" in err
+    assert "Traceback" not in err
