@@ -19,6 +19,7 @@ import asyncio
 import bisect
 import functools
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -58,6 +59,9 @@ class StreamDriver:
         self._on_events = on_events
         self._max_backlog_s = max_backlog_s
         self._rec: Any = None
+        self._pending: deque[np.ndarray] = deque()  # received blocks not yet given to the recognizer
+        self._pumping = False
+        self._one_at_a_time = bool(getattr(engine, "reuse_features", False))
         self._lock = asyncio.Lock()
         self._outputs: asyncio.Queue[tuple[list[Any], list[Any]]] = asyncio.Queue()
         self._decode_task: asyncio.Task[None] | None = None
@@ -117,8 +121,29 @@ class StreamDriver:
         self._arrival_audio.append(self.audio_seconds)
         self._arrival_time.append(now)
         self._metrics.audio_seconds.inc(len(samples) / self.options.sample_rate)
-        requests = await self._call_rec(functools.partial(self._accept_audio, samples=samples))
-        self._submit(requests)
+        self._pending.append(samples)
+        await self._pump()
+
+    async def _pump(self) -> None:
+        """Hand waiting blocks to the recognizer, taking its windows after each.
+
+        With feature reuse a stream has one window in flight at a time, and a
+        window's samples are scaled with the statistics of all audio the
+        recognizer holds when it is taken.  Giving the recognizer a block only
+        when nothing is in flight reproduces exactly the order of an in-process
+        ``Recognizer`` fed the same blocks, so results do not depend on server
+        load or on how fast the client sends.
+        """
+        if self._pumping:
+            return  # the running pump re-checks after every step
+        self._pumping = True
+        try:
+            while self._pending and not (self._one_at_a_time and self._in_flight):
+                block = self._pending.popleft()
+                requests = await self._call_rec(functools.partial(self._accept_audio, samples=block))
+                self._submit(requests)
+        finally:
+            self._pumping = False
 
     async def reset(self) -> None:
         await self._flush(lambda rec: rec.reset())
@@ -145,7 +170,9 @@ class StreamDriver:
     async def wait_idle(self) -> None:
         """Until every submitted window is decoded (or the stream failed)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._in_flight == 0 or self._failure is not None)
+            await self._changed.wait_for(
+                lambda: (self._in_flight == 0 and not self._pending) or self._failure is not None
+            )
         self._raise_failure()
 
     async def wait_for_room(self) -> None:
@@ -154,7 +181,7 @@ class StreamDriver:
             await self._changed.wait_for(
                 lambda: (
                     self._failure is not None
-                    or self._in_flight == 0
+                    or (self._in_flight == 0 and not self._pending)
                     or self.audio_seconds - self.decoded_seconds <= self._max_backlog_s
                 )
             )
@@ -200,6 +227,12 @@ class StreamDriver:
             self._submit(more)
             self._in_flight -= len(requests)
             self._emit(events)
+            try:
+                await self._pump()
+            except Exception as exc:
+                self._failure = exc
+                await self._notify()
+                return
             await self._notify()
 
     def _decode(self, rec: Any, requests: list[Any], outputs: list[Any]) -> tuple[list[Event], list[Any]]:

@@ -217,12 +217,15 @@ async def native_session(
         return messages
 
 
-@pytest.mark.parametrize("encoding", ["int16", "float32"])
-def test_native_protocol(group_engine: Engine, clips: list[tuple[np.ndarray, int]], encoding: str) -> None:
+@pytest.mark.parametrize(("family", "encoding"), [("layer", "int16"), ("group", "float32")])
+def test_native_protocol(
+    request: pytest.FixtureRequest, clips: list[tuple[np.ndarray, int]], family: str, encoding: str
+) -> None:
+    engine = request.getfixturevalue("engine" if family == "layer" else "group_engine")
     audio, rate = clips[2]
 
     async def scenario() -> list[dict]:
-        async with running(group_engine) as server:
+        async with running(engine) as server:
             return await native_session(server.port, audio, rate, encoding=encoding, reset_after=3)
 
     messages = run(scenario())
@@ -243,7 +246,7 @@ def test_native_protocol(group_engine: Engine, clips: list[tuple[np.ndarray, int
     for p in partials:
         assert p["text"].startswith(p["stable_text"])
         assert p["timing"]["latency_ms"] >= 0 and p["timing"]["audio_received_s"] >= p["end"] - 1e-6
-    expected = reference(group_engine, audio, rate, reset_after=3)
+    expected = reference(engine, audio, rate, reset_after=3)
     assert [(f["text"], f["segment"], f["reason"]) for f in finals] == [
         (f.text, f.segment, f.reason) for f in expected
     ]
@@ -409,14 +412,15 @@ def test_abrupt_disconnect_frees_everything(engine: Engine, clips: list[tuple[np
     assert _metric(metrics, 'xlsr_sessions_total{outcome="disconnected",protocol="native"}') == 1
 
 
-def test_backpressure_bounds_undecoded_audio(group_engine: Engine, speech: tuple[np.ndarray, int]) -> None:
+def test_backpressure_bounds_undecoded_audio(engine: Engine, speech: tuple[np.ndarray, int]) -> None:
     """A client sending 7 s as fast as it can never has more than the backlog limit
-    (plus one message and one window) waiting in the server."""
+    (plus one message and one window) waiting in the server, and still gets exactly
+    the in-process result: nothing depends on how fast it sent."""
     audio, rate = speech
     pcm = (audio * 32767).astype(np.int16)
 
     async def scenario() -> tuple[float, list[dict]]:
-        async with running(group_engine, max_backlog_s=1.0) as server:
+        async with running(engine, max_backlog_s=1.0) as server:
             worst = 0.0
 
             async def watch() -> None:
@@ -437,6 +441,8 @@ def test_backpressure_bounds_undecoded_audio(group_engine: Engine, speech: tuple
     assert messages[-1] == {"close": 1000}
     # limit 1.0 s + one 0.25 s message + one window still needing look-ahead (1.4 s)
     assert 0 < worst <= 1.0 + 0.25 + 1.4 + 0.1
+    finals = [m["text"] for m in messages if m.get("type") == "final"]
+    assert finals == [f.text for f in reference(engine, pcm, rate)]
 
 
 # ---------------------------------------------------------------- HTTP, auth, TLS
