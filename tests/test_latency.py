@@ -269,8 +269,9 @@ def running_server(model: Path, **config: Any) -> Iterator[str]:
         thread.join(30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared with test_mic.py (imported there), so the model is written once per run."""
     return write_local_model(tmp_path_factory.mktemp("local-model"))
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from test_latency import SPEECH, running_server, write_local_model
+import test_latency
+from test_latency import SPEECH, running_server
 
 from demos.captions import (
     ERASE_LINE,
@@ -40,6 +41,9 @@ from demos.captions import (
 from streaming.events import Final, Partial, Word
 
 pytestmark = pytest.mark.timeout(60)
+
+# The session fixture of test_latency.py: the tiny model is written once per run.
+local_model = test_latency.local_model
 
 CAPTION = re.compile(r"^\[\d\d:\d\d\.\d\d - \d\d:\d\d\.\d\d\] \S")
 
@@ -188,11 +192,6 @@ class FakeStreamModule(types.ModuleType):
     def check_input_settings(self, **kwargs: Any) -> None:
         if kwargs.get("samplerate") not in (16000, self.rate):
             raise self.PortAudioError(f"Invalid sample rate {kwargs.get('samplerate')}")
-
-
-@pytest.fixture(scope="module")
-def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_local_model(tmp_path_factory.mktemp("mic-model"))
 
 
 @pytest.fixture(scope="module")
