@@ -111,9 +111,13 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     group = parser.add_argument_group("workload")
-    group.add_argument("--seconds", type=float, nargs="+", default=[5, 20, 60, 120], help="(default: %(default)s)")
+    group.add_argument(
+        "--seconds", type=float, nargs="+", default=[5, 20, 60, 120], help="(default: %(default)s)"
+    )
     group.add_argument("--chunk", type=int, default=50, help="frames per accept() (default: %(default)s)")
     group = parser.add_argument_group("decoder")
     group.add_argument("--beam-width", type=int, default=100, help="(default: %(default)s)")

@@ -262,6 +262,7 @@ class GreedyStream:
         chunk = _check_log_probs(log_probs, len(self._labels))
         if chunk.shape[0] == 0:
             return
+        chunk = _renormalize(chunk)  # same confidences as the beam search
         self._best.extend(chunk)
         for offset, token in enumerate(np.argmax(chunk, axis=1).tolist()):
             frame = self.frames + offset
@@ -648,11 +649,9 @@ class BeamSearchStream:
                 scored.append((score + lm_hw, item))
             else:
                 scored.append((score + new_text.hot + self._partial_score(""), item))
-        config = self._config
-        floor = max(map(itemgetter(0), scored)) + config.beam_prune_logp
-        best = heapq.nlargest(config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0))[0][
-            1
-        ]
+        floor = max(map(itemgetter(0), scored)) + self._config.beam_prune_logp
+        # max() keeps the first of equal scores, as pyctcdecode's stable nlargest does
+        best = max((x for x in scored if x[0] >= floor), key=itemgetter(0))[1]
         words = self._words(best[0], best[3])
         self._final = Hypothesis(" ".join(w.text for w in words), len(words), words)
         return self._final
@@ -688,9 +687,7 @@ class BeamSearchDecoder:
         return BeamSearchStream(self.labels, self.config, self.lm if use_lm else None, words)
 
 
-def build_decoder(
-    vocab: Sequence[str], *, lm: LanguageModel | None, config: DecoderConfig
-) -> GreedyDecoder | BeamSearchDecoder:
+def build_decoder(vocab: Sequence[str], *, lm: LanguageModel | None, config: DecoderConfig) -> Decoder:
     """The decoder for ``config``: greedy (ignores ``lm``) or beam search."""
     if config.greedy:
         return GreedyDecoder(vocab)

@@ -162,6 +162,8 @@ class LanguageModel:
         self.source = source
         self._unigrams = unigrams
         self._unigram_chars: Counter[str] | None = None
+        # label tuples already checked (a decoder per hotword set must not rescan 500k words)
+        self._fits: set[tuple[str, ...]] = set()
 
     # -- parameters ---------------------------------------------------------------------
     @property
@@ -231,6 +233,7 @@ class LanguageModel:
             scorer.score_boundary = bool(score_boundary)
         clone = LanguageModel(scorer, kenlm_path=self.kenlm_path, source=self.source, unigrams=self._unigrams)
         clone._unigram_chars = self._unigram_chars
+        clone._fits = self._fits
         return clone
 
     # -- vocabulary fit -----------------------------------------------------------------
@@ -242,8 +245,11 @@ class LanguageModel:
         characters are missing points straight at the mismatch.
         """
         labels = build_labels(vocab)
+        if labels in self._fits:
+            return
         words = [w for w in self._unigrams if not _SPECIAL_WORD.match(w)]
         if not words:
+            self._fits.add(labels)
             return
         if self._unigram_chars is None:
             chars: Counter[str] = Counter()
@@ -253,6 +259,7 @@ class LanguageModel:
         emittable = _emittable_chars(labels)
         missing = {c: n for c, n in self._unigram_chars.items() if c not in emittable}
         if not missing:
+            self._fits.add(labels)
             return
         unspellable = sum(1 for w in words if not set(w) <= emittable)
         fraction = unspellable / len(words)
@@ -271,6 +278,7 @@ class LanguageModel:
             len(words),
             listing,
         )
+        self._fits.add(labels)
 
 
 def _read_unigrams(unigrams: str | Path | Iterable[str]) -> list[str]:

@@ -358,3 +358,16 @@ def test_decoded_word_and_hypothesis_are_frozen() -> None:
     word = DecodedWord("a", 0, 1, 1.0)
     with pytest.raises(AttributeError):
         word.text = "b"  # type: ignore[misc]
+
+
+def test_benchmark_entry_point_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_decoder.py"
+    spec = importlib.util.spec_from_file_location("bench_decoder", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--seconds", "1", "3", "--beam-width", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "incremental ms/chunk" in out and "identical to pyctcdecode over the whole utterance: True" in out
