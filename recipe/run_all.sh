@@ -9,8 +9,9 @@
 #                                # load it with transformers and transcribe (< 2 min)
 #
 # Environment: XLSR_RECIPE_DIR (default /work/recipe-cache) holds text, shards, checkpoints, logs.
-# PYTHON (default: the repo's .venv python). XLSR_TRAIN_THREADS (default 1; use 2 once synthesis
-# is done). Background jobs run under nice so interactive work keeps priority.
+# PYTHON (default: the repo's .venv python). XLSR_TRAIN_THREADS (default 2: on a shared box the
+# second thread wins CPU share; 1 leaves more to synthesis). Background jobs run under nice so
+# interactive work keeps priority.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
