@@ -9,6 +9,7 @@ tokens per frame pass ``token_min_logp`` and the beams really compete.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,7 @@ def test_benchmark_entry_point_runs(capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location("bench_decoder", path)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up there
     spec.loader.exec_module(bench)
     assert bench.main(["--seconds", "1", "3", "--beam-width", "8"]) == 0
     out = capsys.readouterr().out
