@@ -72,14 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="speech to replay (mono wav/flac/ogg, any rate; resampled to 16 kHz)")
     audio.add_argument("--model", default=None,
                        help="model for the offline reference decode; use the server's model "
-                       "(default: the shipped models/en-small)")
+                       "(unset: the shipped models/en-small)")
     lm = audio.add_mutually_exclusive_group()
-    lm.add_argument("--lm", default=None, help="LM for the reference decode (default: the model's own)")
+    lm.add_argument("--lm", default=None, help="LM for the reference decode; unset: the model's own")
     lm.add_argument("--no-lm", action="store_true", help="reference decode without an LM")
     audio.add_argument("--greedy", action="store_true",
                        help="greedy reference decode (use when the server decodes greedily)")
     audio.add_argument("--beam-width", type=int, default=None,
-                       help="reference beam width (default: the engine's; match the server)")
+                       help="reference beam width; unset: the engine's default (match the server)")
     audio.add_argument("--no-reference", action="store_true",
                        help="skip the offline decode: no partial delays, end of speech = end of audio")
 
@@ -238,9 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         samples = load_audio_16k(args.audio)
         audio_seconds = len(samples) / 16_000
-        if args.no_reference:
-            words, model_name = [], None
-        else:
+        words: list[Word] = []
+        model_name: str | None = None
+        if not args.no_reference:
             print(f"{prog}: offline reference decode of {args.audio} ...", file=sys.stderr, flush=True)
             words, model_name = reference_words(
                 samples, model=args.model, lm=False if args.no_lm else args.lm,

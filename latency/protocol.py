@@ -6,7 +6,7 @@ vosk (path "/", what vosk-server and our server speak)::
     -> int16 little-endian mono PCM                 binary, any size
     <- {"partial": "..."} | {"text": "...", "result": [{"word","start","end","conf"}, ...]}
                                                     exactly one reply per binary block, in order
-    -> {"eof": 1}
+    -> {"eof" : 1}                                  exactly this text: vosk-server compares strings
     <- the final result, then the server closes
 
 Replies are turned into the engine's own :class:`Partial` / :class:`Final`
@@ -61,7 +61,16 @@ def vosk_config_message(sample_rate: int) -> str:
 
 
 def vosk_eof_message() -> str:
-    return json.dumps({"eof": 1})
+    """End of stream, byte for byte as vosk's clients send it.
+
+    vosk-server's asr_server.py compares the frame to this exact string (with
+    the space before the colon); any other spelling of the same JSON is
+    taken for audio there and the final never comes.
+
+    >>> vosk_eof_message()
+    '{"eof" : 1}'
+    """
+    return '{"eof" : 1}'
 
 
 def int16_pcm(samples: np.ndarray) -> bytes:

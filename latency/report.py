@@ -144,6 +144,10 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
         f"at most {budget.max_failures} failed streams)"
     )
     for level in levels:
+        late = level.summary.send_lateness_max
+        if late > 0.25:
+            lines.append(f"  {level.summary.concurrency} streams: warning: the clients fell up to "
+                         f"{late:.2f} s behind real time (this machine is busy); latencies include that")
         for reason in level.budget_failures:
             lines.append(f"  {level.summary.concurrency} streams: {reason}")
         for error in level.summary.errors[:3]:

@@ -139,6 +139,10 @@ async def _replay(
             trace.closed_t = loop.time() - t0
             if not got_final:
                 trace.status, trace.error = "dropped", "connection closed before the final result"
+            elif isinstance(stream, VoskStream) and trace.replies != trace.blocks_sent + 1:
+                # Not fatal, but reply lags are then matched to the wrong blocks.
+                trace.error = (f"vosk protocol: {trace.replies} replies to {trace.blocks_sent} "
+                               "audio messages + eof (expected one each)")
     except (OSError, InvalidHandshake, InvalidURI, ConnectionClosedError, ProtocolError,
             asyncio.TimeoutError, TimeoutError) as exc:
         trace.status = "dropped" if connected else "failed"
