@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         offline_lp.append(base.offline_log_probs(audio, rate))
     offline_s = timed.seconds
     for lp in offline_lp:  # one beam search over the whole utterance, as `eval --mode offline`
-        dec = base.decoder().new_stream()
+        dec = base.new_decoder_stream()
         dec.accept(lp)
         offline_text.append(normalize_text(dec.finalize().text))
     total_audio = sum(a.shape[0] / r for a, r, _ in audios)

@@ -1,1 +1,58 @@
-"""Streaming wav2vec2 CTC speech recognition engine (no I/O)."""
+"""Streaming wav2vec2 / XLSR CTC speech recognition engine.  No I/O: numpy in, events out.
+
+    >>> from streaming import Engine, Final          # doctest: +SKIP
+    >>> engine = Engine.load()                       # doctest: +SKIP
+    >>> stream = engine.new_stream(sample_rate=16000)  # doctest: +SKIP
+    >>> stream.accept_audio(samples); stream.finish()  # doctest: +SKIP
+    >>> [e.text for e in stream.events() if isinstance(e, Final)]  # doctest: +SKIP
+"""
+
+from .acoustic_model import AcousticModel, ModelInfo, load_model
+from .decoder import DecodedWord, DecoderConfig, Hypothesis, build_decoder
+from .endpointing import EndpointConfig
+from .errors import (
+    AudioError,
+    LanguageModelError,
+    ModelLoadError,
+    StreamingError,
+    StreamStateError,
+    VocabularyError,
+)
+from .events import Event, Final, Partial, Word
+from .language_model import LanguageModel, load_language_model
+from .recognizer import DEFAULT_MODEL_DIR, Engine, Recognizer, default_model_path
+from .stitching import WindowOutput, WindowRequest
+from .windows import WindowConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "AcousticModel",
+    "AudioError",
+    "DecodedWord",
+    "DecoderConfig",
+    "EndpointConfig",
+    "Engine",
+    "Event",
+    "Final",
+    "Hypothesis",
+    "LanguageModel",
+    "LanguageModelError",
+    "ModelInfo",
+    "ModelLoadError",
+    "Partial",
+    "Recognizer",
+    "StreamStateError",
+    "StreamingError",
+    "VocabularyError",
+    "WindowConfig",
+    "WindowOutput",
+    "WindowRequest",
+    "Word",
+    "__version__",
+    "build_decoder",
+    "default_model_path",
+    "load_language_model",
+    "load_model",
+]

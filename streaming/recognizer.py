@@ -21,7 +21,6 @@ hands the outputs back with ``accept_window_outputs``.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import os
@@ -101,8 +100,7 @@ class Engine:
         self.reuse_features = (
             reuse_features and model.features_are_local and self.normalization != "window"
         )
-        self._decoders: dict[tuple[bool, tuple[str, ...]], Decoder] = {}
-        self._decoders_lock = threading.Lock()
+        self._decoder = build_decoder(self.info.vocab, lm=language_model, config=self.decoder_config)
         self._model_lock = threading.Lock()
         self._stream_ids = itertools.count()
 
@@ -156,22 +154,13 @@ class Engine:
         return None if self.language_model is None else str(self.language_model)
 
     # ---------------------------------------------------------------- decoders
-    def decoder(self, *, use_lm: bool = True, hotwords: Sequence[str] = ()) -> Decoder:
-        """The (cached) decoder for these per-stream options."""
-        key = (use_lm and self.language_model is not None, tuple(hotwords))
-        with self._decoders_lock:
-            found = self._decoders.get(key)
-            if found is None:
-                config = self.decoder_config
-                if hotwords:
-                    config = dataclasses.replace(config, hotwords=tuple(hotwords))
-                found = build_decoder(
-                    self.info.vocab,
-                    lm=self.language_model if key[0] else None,
-                    config=config,
-                )
-                self._decoders[key] = found
-            return found
+    @property
+    def decoder(self) -> Decoder:
+        """The decoder every stream's segments come from (holds the LM)."""
+        return self._decoder
+
+    def new_decoder_stream(self, *, use_lm: bool = True, hotwords: Sequence[str] = ()) -> DecoderStream:
+        return self._decoder.new_stream(hotwords=tuple(hotwords) or None, use_lm=use_lm)
 
     # ---------------------------------------------------------------- streams
     def new_stream(
@@ -242,7 +231,7 @@ class Engine:
     ) -> Final:
         """Decode a whole utterance at once: full-utterance logits, one beam search."""
         log_probs = self.offline_log_probs(samples, sample_rate)
-        stream = self.decoder(use_lm=use_lm, hotwords=hotwords).new_stream()
+        stream = self.new_decoder_stream(use_lm=use_lm, hotwords=hotwords)
         if log_probs.shape[0]:
             stream.accept(log_probs)
         hyp = stream.finalize()
@@ -276,7 +265,8 @@ class Recognizer:
         self.inline = inline
         self._geo = engine.geometry
         self._resampler = StreamResampler(self.sample_rate, engine.info.sample_rate)
-        self._decoder = engine.decoder(use_lm=use_lm, hotwords=hotwords)
+        self._use_lm = use_lm
+        self._hotwords = tuple(hotwords)
         self._stats = RunningStats()
         # Audio on the model's time line: samples [_buf_start, _buf_start + len(_buf)).
         self._buf = np.zeros(0, dtype=np.float32)
@@ -292,7 +282,7 @@ class Recognizer:
         self._closed = False
         self._events: list[Event] = []
         self._endpointer = Endpointer(engine.endpoint, self._geo.frame_seconds)
-        self._stream: DecoderStream = self._decoder.new_stream()
+        self._stream: DecoderStream = self._new_decoder_stream()
         self._segment = 0
         self._segment_start = 0  # global frame where the open segment began
         self._decoded_frames = 0
@@ -427,9 +417,11 @@ class Recognizer:
     def _append(self, block: np.ndarray) -> None:
         if block.size == 0:
             return
-        self._stats.update(block)
         self._buf = np.concatenate([self._buf, block])
         self._total_samples += block.size
+
+    def _new_decoder_stream(self) -> DecoderStream:
+        return self.engine.new_decoder_stream(use_lm=self._use_lm, hotwords=self._hotwords)
 
     def _run_inline(self) -> None:
         while True:
@@ -459,11 +451,16 @@ class Recognizer:
 
     def _request(self, window: Window) -> WindowRequest:
         start, end = window.sample_range(self._geo)
+        if window.frame_end == self._total_frames:
+            # The last window takes the tail too (< 1 hop): no frame needs it, but
+            # GroupNorm convs normalise over every sample, as a full forward does.
+            end = self._total_samples
         mode = self.engine.normalization
         if mode == "running" and end > self._scaled_upto:
-            # Scale new samples once, with the statistics of all audio so far.
-            lo = max(self._scaled_upto, self._buf_start)
-            seg = slice(lo - self._buf_start, end - self._buf_start)
+            # Scale new samples once, with the statistics of the stream up to this
+            # window's end: independent of how the client cut its blocks.
+            seg = slice(self._scaled_upto - self._buf_start, end - self._buf_start)
+            self._stats.update(self._buf[seg])
             self._buf[seg] = self._stats.scale(self._buf[seg])
             self._scaled_upto = end
         if not self.engine.reuse_features:
@@ -520,7 +517,7 @@ class Recognizer:
                 )
             )
             self._segment += 1
-        self._stream = self._decoder.new_stream()
+        self._stream = self._new_decoder_stream()
         self._endpointer.reset()
         self._segment_start = self._decoded_frames
         self._last_partial = None
