@@ -287,6 +287,7 @@ class CaptionRenderer:
         self.partials = partials
         self.width = width or shutil.get_terminal_size((100, 24)).columns
         self._partial_shown = False
+        self._last_partial: str | None = None
         self.committed: list[str] = []
 
     def show(self, event: Event) -> None:
@@ -299,6 +300,7 @@ class CaptionRenderer:
         text = final.text.strip()
         prefix = ERASE_LINE if self._partial_shown else ""
         self._partial_shown = False
+        self._last_partial = None
         if not text:
             self.out.write(prefix)
         else:
@@ -312,6 +314,9 @@ class CaptionRenderer:
         if not text and not self._partial_shown:
             return
         head = f"[{format_clock(partial.start)} ...] "
+        if head + text == self._last_partial:
+            return  # vosk servers repeat the partial once per audio block
+        self._last_partial = head + text
         room = max(10, self.width - len(head) - 1)
         if len(text) > room:
             text = "..." + text[-(room - 3):]

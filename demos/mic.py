@@ -147,7 +147,7 @@ def resolve_device(sd: ModuleType, spec: str | None) -> dict[str, Any]:
 def list_devices(sd: ModuleType, out: Any) -> int:
     devices = input_devices(sd)
     if not devices:
-        print(f"no audio input devices; {NO_DEVICE_HINT}", file=out)
+        print(f"{PROG}: no audio input devices; {NO_DEVICE_HINT}", file=sys.stderr)
         return 1
     default = sd.default.device
     default_index = default[0] if isinstance(default, (list, tuple)) else default
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--vtt", type=Path, default=None, metavar="PATH",
                      help="write finals as WebVTT subtitles")
     out.add_argument("--json-log", type=Path, default=None, metavar="PATH",
-                     help="append every final (with words and times) as JSON Lines")
+                     help="write every final (with words and times) as JSON Lines, one per line")
     out.add_argument("--json-log-partials", action="store_true", help="log partials too")
     return parser
 

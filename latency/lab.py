@@ -43,6 +43,13 @@ __all__ = ["build_parser", "load_audio_16k", "main", "reference_words"]
 
 logger = logging.getLogger("latency")
 
+# 7 s of read speech shipped with the repository: long enough for several
+# words and an endpoint, short enough that a sweep of six levels takes a minute.
+DEFAULT_AUDIO = (
+    Path(__file__).resolve().parent.parent / "samples" / "librivox-dev"
+    / "sense_and_sensibility_01_austen_64kb-0870.wav"
+)
+
 _BUDGET = Budget()
 _CLIENT = ClientConfig(url="ws://127.0.0.1:2700")
 
@@ -68,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long after the audio a stream may wait for its final result")
 
     audio = parser.add_argument_group("audio and reference")
-    audio.add_argument("--audio", required=True, metavar="FILE",
+    audio.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, metavar="FILE",
                        help="speech to replay (mono wav/flac/ogg, any rate; resampled to 16 kHz)")
     audio.add_argument("--model", default=None,
                        help="model for the offline reference decode; use the server's model "

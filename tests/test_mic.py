@@ -12,6 +12,7 @@ import importlib.abc
 import io
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -60,6 +61,9 @@ def test_renderer_rewrites_the_partial_in_place_and_commits_finals() -> None:
     assert terminal_lines(out.getvalue()) == ["[00:00.00 ...] hel"]
     r.show(Partial("hello wor", "hello", 0, 0.0, 1.0))
     assert terminal_lines(out.getvalue()) == ["[00:00.00 ...] hello wor"]
+    before = out.getvalue()
+    r.show(Partial("hello wor", "hello", 0, 0.0, 1.1))  # vosk repeats partials: no redraw
+    assert out.getvalue() == before
     r.show(final("hello world", 0.24, 1.32))
     r.show(Partial("and", "", 1, 1.32, 2.0))
     assert terminal_lines(out.getvalue()) == ["[00:00.24 - 00:01.32] hello world", "[00:01.32 ...] and"]
@@ -235,29 +239,48 @@ def test_mic_captions_from_a_fake_microphone(
     finals = [json.loads(line) for line in log.read_text().splitlines()]
     spoken = [f for f in finals if f["text"]]
     assert [line.split("] ", 1)[1] for line in lines] == [f["text"] for f in spoken]
-    assert spoken[-1]["end"] <= 3.5 + 0.02  # --duration bounds the captured audio
+    # Exactly --duration seconds were captured and all of it decoded (the last final ends there).
+    assert finals[-1]["end"] == pytest.approx(3.5, abs=0.04)
     assert srt.read_text().startswith("1\n00:00:")
     assert vtt.read_text().startswith("WEBVTT")
     srt_words = " ".join(block.split("\n", 2)[2] for block in srt.read_text().strip().split("\n\n")).split()
     assert srt_words == " ".join(f["text"] for f in spoken).split()
 
 
+@pytest.fixture(scope="module")
+def server_url(local_model: Path) -> Iterator[str]:
+    with running_server(local_model) as url:
+        yield url
+
+
+@pytest.mark.parametrize(("protocol", "speed"), [("vosk", 1.0), ("native", 2.0)])
 def test_mic_input_file_replays_at_real_time_pace_to_a_real_server(
-    local_model: Path, capsys: pytest.CaptureFixture[str]
+    server_url: str, protocol: str, speed: float, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from demos.mic import main
 
     duration = sf.info(str(SPEECH)).duration
-    with running_server(local_model) as url:
-        started = time.monotonic()
-        code = main(["--input-file", str(SPEECH), "--server", url, "--partials", "off"])
-        elapsed = time.monotonic() - started
+    started = time.monotonic()
+    code = main(["--input-file", str(SPEECH), "--speed", str(speed), "--server", server_url,
+                 "--protocol", protocol, "--partials", "off"])
+    elapsed = time.monotonic() - started
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert elapsed >= duration * 0.95  # real-time pace, like a microphone
+    assert elapsed >= duration / speed * 0.95  # paced like a microphone, not read at once
     lines = out.splitlines()
     assert lines and all(CAPTION.match(line) for line in lines), out
     assert ERASE_LINE not in out
+
+
+def test_mic_says_when_the_server_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
+    from demos.mic import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["--input-file", str(SPEECH), "--speed", "0", "--server", f"ws://127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert f"server ws://127.0.0.1:{port}" in err and "Traceback" not in err
 
 
 def test_mic_list_devices(fake_sd: FakeStreamModule, capsys: pytest.CaptureFixture[str]) -> None:
@@ -305,6 +328,8 @@ def test_mic_without_input_devices(
     assert main([]) == 1
     err = capsys.readouterr().err
     assert "no audio input device found" in err and "--input-file" in err and "Traceback" not in err
+    assert main(["--list-devices"]) == 1
+    assert "no audio input devices" in capsys.readouterr().err
 
 
 def test_mic_on_this_machine_without_a_sound_card(capsys: pytest.CaptureFixture[str]) -> None:
