@@ -38,7 +38,7 @@ if [[ ! -f $stamp || constraints.txt -nt $stamp || pyproject.toml -nt $stamp ]];
   echo "setup: installing Python packages (pinned in constraints.txt)"
   .venv/bin/python -m pip install -q --upgrade "pip>=24"
   # torch first and exactly: an unpinned resolve would pull a multi-GB CUDA build.
-  .venv/bin/python -m pip install -q -c constraints.txt "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3)"
+  .venv/bin/python -m pip install -q -c constraints.txt "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3 | cut -d+ -f1)"
   .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,dev]"
   touch "$stamp"
 fi
