@@ -55,6 +55,9 @@ PROG = "xlsr-stream mic"
 # enough that the per-block overhead (a thread hop, a websocket message) stays
 # negligible.  The engine's 1 s chunk dominates latency anyway.
 DEFAULT_BLOCK_S = 0.1
+# Backlog merged into one block at most: a second of audio is one model chunk,
+# and 1 s of int16 (32 kB) is far below any server's message limit.
+MAX_MERGE_S = 1.0
 
 PORTAUDIO_HINT = (
     "install the PortAudio library: Debian/Ubuntu `sudo apt-get install libportaudio2`, "
@@ -182,18 +185,26 @@ class _QueueSource:
 
     async def _queued(self) -> AsyncIterator[np.ndarray]:
         limit = None if self.duration is None else round(self.duration * self.sample_rate)
+        merge_limit = round(MAX_MERGE_S * self.sample_rate)
         done = False
         while not done:
-            parts = [await self._queue.get()]
-            # A slow consumer (model busy) gets the backlog as one block, not a queue it never catches up on.
-            while not self._queue.empty():
-                parts.append(self._queue.get_nowait())
-            end = next((i for i, p in enumerate(parts) if p is None), None)
-            if end is not None:
-                parts, done = parts[:end], True
-            if not parts:
+            first = await self._queue.get()
+            parts: list[np.ndarray] = []
+            if first is None:
                 break
-            mono = [p.reshape(len(p), -1)[:, 0] for p in parts if p is not None]  # (frames, ch) -> (frames,)
+            parts.append(first)
+            total = len(first)
+            # A slow consumer (model busy) gets the backlog as one block rather than a queue
+            # it never catches up on; bounded, so one websocket message stays small.
+            while not self._queue.empty() and total < merge_limit:
+                more = self._queue.get_nowait()
+                if more is None:
+                    done = True
+                    break
+                parts.append(more)
+                total += len(more)
+            # (frames, channels) -> (frames,): the mean keeps both sides of a stereo-only mic
+            mono = [p.reshape(len(p), -1).mean(axis=1) for p in parts]
             block = np.concatenate(mono).astype(np.float32, copy=False)
             if limit is not None and self.samples + len(block) >= limit:
                 block = block[: limit - self.samples]
@@ -220,13 +231,25 @@ class MicrophoneSource(_QueueSource):
         self.description = f"{device['name']!r} (device {device['index']}, {rate} Hz)"
         self.overflows = 0
         self._stream: Any = None
-        try:  # before the model loads: a wrong rate or device should fail at once
+        # Mono if the device offers it, else its first two channels (mixed down on the loop side).
+        # Checked before the model loads: a wrong rate or device should fail at once.
+        self.channels = 1
+        try:
             sd.check_input_settings(device=device["index"], samplerate=rate, channels=1, dtype="float32")
         except sd.PortAudioError as exc:
-            raise MicError(
-                f"cannot record from {self.description}: {exc}; try another --device or --samplerate "
-                "(see --list-devices)"
-            ) from None
+            if int(device.get("max_input_channels", 1)) < 2:
+                raise self._error(exc) from None
+            try:
+                sd.check_input_settings(device=device["index"], samplerate=rate, channels=2, dtype="float32")
+            except sd.PortAudioError:
+                raise self._error(exc) from None
+            self.channels = 2
+
+    def _error(self, exc: BaseException) -> MicError:
+        return MicError(
+            f"cannot record from {self.description}: {exc}; try another --device or --samplerate "
+            "(see --list-devices)"
+        )
 
     def _note_status(self, status: object) -> None:
         self.overflows += 1
@@ -243,15 +266,12 @@ class MicrophoneSource(_QueueSource):
 
         try:
             self._stream = self.sd.InputStream(
-                device=self.device["index"], samplerate=self.sample_rate, channels=1, dtype="float32",
-                blocksize=max(1, round(self.block_s * self.sample_rate)), callback=callback,
+                device=self.device["index"], samplerate=self.sample_rate, channels=self.channels,
+                dtype="float32", blocksize=max(1, round(self.block_s * self.sample_rate)), callback=callback,
             )
             self._stream.start()
         except self.sd.PortAudioError as exc:
-            raise MicError(
-                f"cannot record from {self.description}: {exc}; try another --device or --samplerate "
-                "(see --list-devices)"
-            ) from None
+            raise self._error(exc) from None
         try:
             async for block in self._queued():
                 yield block

@@ -8,6 +8,7 @@ random) and the server are real.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.abc
 import io
 import json
@@ -281,6 +282,36 @@ def test_mic_says_when_the_server_is_not_there(capsys: pytest.CaptureFixture[str
     assert main(["--input-file", str(SPEECH), "--speed", "0", "--server", f"ws://127.0.0.1:{port}"]) == 1
     err = capsys.readouterr().err
     assert f"server ws://127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_backlog_is_merged_into_bounded_blocks_and_duration_cuts_exactly() -> None:
+    from demos.mic import _QueueSource
+
+    async def collect(duration: float | None) -> list[np.ndarray]:
+        source = _QueueSource(16000, duration)
+        for i in range(25):  # 2.5 s queued while the consumer was busy
+            source._queue.put_nowait(np.full((1600, 2), i, np.float32))  # stereo blocks
+        source.stop()
+        return [b async for b in source._queued()]
+
+    blocks = asyncio.run(collect(None))
+    assert [len(b) for b in blocks] == [16000, 16000, 8000]  # at most 1 s per block
+    assert np.array_equal(np.concatenate(blocks)[::1600], np.arange(25, dtype=np.float32))
+    assert sum(len(b) for b in asyncio.run(collect(1.234))) == round(1.234 * 16000)
+
+
+def test_a_stereo_only_device_is_opened_with_two_channels(speech_48k: np.ndarray) -> None:
+    from demos.mic import MicrophoneSource
+
+    fake = FakeStreamModule(speech_48k, 48000)
+
+    def stereo_only(**kwargs: Any) -> None:
+        if kwargs["channels"] != 2:
+            raise fake.PortAudioError("Invalid number of channels")
+
+    fake.check_input_settings = stereo_only  # type: ignore[method-assign]
+    source = MicrophoneSource(fake, {**fake.devices[1], "index": 1})
+    assert source.channels == 2 and source.sample_rate == 48000
 
 
 def test_mic_list_devices(fake_sd: FakeStreamModule, capsys: pytest.CaptureFixture[str]) -> None:
