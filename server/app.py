@@ -52,6 +52,29 @@ def server_version() -> str:
         return "0.0.0+dev"
 
 
+def _card_language(name: str) -> str | None:
+    """The ``language:`` of a local checkpoint's model card (README.md front matter).
+
+    Hub fine-tunes state it there (``language: en`` or a list); ModelInfo does not.
+    """
+    card = Path(name) / "README.md"
+    try:
+        lines = card.read_text(encoding="utf-8", errors="replace").splitlines()[:60]
+    except OSError:
+        return None
+    if not lines or lines[0].strip() != "---":
+        return None
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() == "---":
+            break
+        if line.startswith("language:"):
+            value = line.split(":", 1)[1].strip()
+            if not value and i + 1 < len(lines) and lines[i + 1].strip().startswith("- "):
+                value = lines[i + 1].strip()[2:]
+            return value.strip("'\"[] ") or None
+    return None
+
+
 def _display_name(name: str) -> str:
     """The model's name as clients may see it: a hub id as is, a folder by its last part."""
     path = Path(name)
@@ -78,7 +101,7 @@ class SpeechServer:
         self.info = ServerInfo(
             server_version=server_version(),
             model=_display_name(str(info.name)),
-            language=getattr(info, "language", None),
+            language=getattr(info, "language", None) or _card_language(str(info.name)),
             vocab_size=len(info.vocab),
             sample_rate=int(info.sample_rate),
             frame_rate=float(info.sample_rate) / float(info.hop_samples),
@@ -473,14 +496,14 @@ class _NativeSession(_Session):
             await self.ws.send(self.proto.started(driver.lm_active))
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
             return
-        driver = self.driver
-        assert driver is not None  # the protocol refuses anything else before start
+        current = self.driver
+        assert current is not None  # the protocol refuses anything else before start
         if isinstance(command, AudioIn):
-            await driver.feed(command.samples)
+            await current.feed(command.samples)
         elif isinstance(command, Reset):
-            await driver.reset()
+            await current.reset()
         elif isinstance(command, Finish):
-            await self._finish(driver)
+            await self._finish(current)
             self.done = True
             await self.ws.close(CloseCode.NORMAL_CLOSURE)
 
