@@ -279,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"capacity: {report.capacity} real-time streams within budget")
     written = [report_path]
     if not args.no_plots:
-        written += write_plots(report, args.out_dir)
+        try:
+            written += write_plots(report, args.out_dir)
+        except ImportError as exc:  # matplotlib is an optional extra
+            print(f"{prog}: no plots: {exc}; `pip install matplotlib` (or the 'plots' extra), "
+                  "or pass --no-plots", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
