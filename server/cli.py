@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/healthz /readyz /metrics over HTTP on the same port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
 
     net = parser.add_argument_group("network")
     net.add_argument("--host", default=_DEFAULTS.host, help="interface to listen on (0.0.0.0: all)")
@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
     net.add_argument(
         "--auth-token",
-        default=os.environ.get(TOKEN_ENV),
-        help=f"require 'Authorization: Bearer TOKEN' on upgrades (default: ${TOKEN_ENV}; "
-        "the environment keeps it out of ps)",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' on upgrades (or set ${TOKEN_ENV}, "
+        "which keeps it out of ps)",
     )
 
     limits = parser.add_argument_group("limits")
@@ -128,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_backlog_s=args.max_backlog,
         drain_timeout_s=args.drain_timeout,
         decode_threads=args.decode_threads,
-        auth_token=args.auth_token or None,
+        auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
     )
 
 
