@@ -43,8 +43,7 @@ class AudioFile:
         """float32 blocks of ``seconds`` each; the last one may be shorter."""
         size = max(1, int(self.sample_rate * seconds))
         try:
-            for block in sf.blocks(str(self.path), blocksize=size, dtype="float32", always_2d=False):
-                yield block
+            yield from sf.blocks(str(self.path), blocksize=size, dtype="float32", always_2d=False)
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise AudioError(f"{self.path}: read error ({exc}); the file may be truncated") from exc
 

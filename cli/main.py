@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("transcribe", "caption audio files as a stream", transcribe.add_arguments)
     add("eval", "WER/CER/RTF over a folder with transcripts.tsv", evaluate.add_arguments)
-    for name, help_, module in _delegated():
+    for name, help_, _module in _delegated():
         sub.add_parser(name, help=help_, add_help=False)
     return parser
 

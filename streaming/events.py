@@ -8,7 +8,6 @@ are exact multiples of the 20 ms frame period.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = ["Event", "Final", "Partial", "Word"]
 
@@ -52,4 +51,4 @@ class Final:
     reason: str  # "silence", "max-length", "reset" or "finish"
 
 
-Event = Union[Partial, Final]
+Event = Partial | Final
