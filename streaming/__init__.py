@@ -1,10 +1,13 @@
 """Streaming wav2vec2 / XLSR CTC speech recognition engine.  No I/O: numpy in, events out.
 
-    >>> from streaming import Engine, Final          # doctest: +SKIP
-    >>> engine = Engine.load()                       # doctest: +SKIP
-    >>> stream = engine.new_stream(sample_rate=16000)  # doctest: +SKIP
-    >>> stream.accept_audio(samples); stream.finish()  # doctest: +SKIP
-    >>> [e.text for e in stream.events() if isinstance(e, Final)]  # doctest: +SKIP
+Usage::
+
+    from streaming import Engine, Final
+    engine = Engine.load()                        # the shipped default model + LM
+    stream = engine.new_stream(sample_rate=16000)
+    stream.accept_audio(samples)                  # int16/float32 mono blocks, any length
+    stream.finish()
+    texts = [e.text for e in stream.events() if isinstance(e, Final)]
 """
 
 from .acoustic_model import AcousticModel, ModelInfo, load_model
