@@ -1,0 +1,191 @@
+"""Grid-search the LM weight (alpha) and word bonus (beta) on a dev set, with pyctcdecode.
+
+Decoding uses pyctcdecode's ``BeamSearchDecoderCTC`` directly on saved acoustic-model outputs, so
+this works before the engine's own decoder is finished; once ``xlsr-stream eval`` exists the
+chosen values should be confirmed with it on the same dev set.
+
+Dev set layout (``--dev-dir``): ``<utt>.npy`` holding the acoustic model's log-probabilities,
+shape ``(frames, vocab)`` float32 in vocab.json order, next to ``<utt>.txt`` holding the reference
+transcript (any case; it is lower-cased and stripped of characters outside a-z, ' and space, as
+the LM's words are). Library users may pass ``get_logits`` to :func:`load_dev_set` to compute
+logits for utterances that have only audio (``<utt>.wav``) instead of a saved ``.npy``.
+
+Usage::
+
+    .venv/bin/python language_model/tune_alpha_beta.py --model-dir models/en-small \\
+        --dev-dir runs/dev-logits [--alphas 0,0.25,...] [--betas 0,0.5,...] [--write]
+
+Prints WER for every grid point (and for greedy decoding without the LM); ``--write`` stores the
+best alpha/beta in ``<model-dir>/language_model/attrs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+# Wide enough to bracket what wav2vec2-style CTC models end up with (alpha 0.3-1.5, beta 0-3);
+# refine around the best point with a second, finer run if it lands on an edge.
+DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+DEFAULT_BETAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+# pyctcdecode's default beam; tuning with a narrower beam than serving would bias alpha low.
+DEFAULT_BEAM_WIDTH = 100
+
+LogProbs = npt.NDArray[np.floating[Any]]  # (frames, vocab) log-probabilities, float32
+
+
+@dataclass(frozen=True)
+class Utterance:
+    name: str
+    logits: LogProbs  # (frames, vocab) float32 log-probs
+    reference: str
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    alpha: float | None  # None: greedy decoding without the LM
+    beta: float | None
+    wer: float
+
+
+def normalise_text(text: str) -> str:
+    """Lower-case and keep a-z, ' and single spaces: how the LM spells words.
+
+    >>> normalise_text("Hello, World! It's 5 o'clock.")
+    "hello world it's o'clock"
+    """
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+def load_dev_set(dev_dir: Path,
+                 get_logits: Callable[[Path], LogProbs] | None = None) -> list[Utterance]:
+    """Pair every ``<utt>.txt`` with ``<utt>.npy``, or with ``get_logits(<utt>.wav)`` if given."""
+    utterances = []
+    for ref_path in sorted(dev_dir.glob("*.txt")):
+        npy = ref_path.with_suffix(".npy")
+        if npy.exists():
+            logits = np.load(npy)
+        elif get_logits is not None and ref_path.with_suffix(".wav").exists():
+            logits = get_logits(ref_path.with_suffix(".wav"))
+        else:
+            raise FileNotFoundError(f"{ref_path} has no {npy.name} next to it"
+                                    + ("" if get_logits is None else " and no .wav"))
+        if logits.ndim != 2:
+            raise ValueError(f"{npy.name}: expected (frames, vocab) logits, got shape {logits.shape}")
+        utterances.append(Utterance(ref_path.stem, logits.astype(np.float32),
+                                    normalise_text(ref_path.read_text(encoding="utf-8"))))
+    if not utterances:
+        raise FileNotFoundError(f"no <utt>.txt transcripts in {dev_dir}")
+    return utterances
+
+
+def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus WER: total word edits / total reference words.
+
+    >>> word_error_rate(["the cat sat", "hello"], ["the cat sad", "hello there"])
+    0.5
+    """
+    edits = words = 0
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        r, h = ref.split(), hyp.split()
+        row = list(range(len(h) + 1))
+        for i, rw in enumerate(r, 1):
+            prev, row[0] = row[0], i
+            for j, hw in enumerate(h, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
+        edits += row[-1]
+        words += len(r)
+    return edits / max(words, 1)
+
+
+def grid_search(model_dir: Path, utterances: Sequence[Utterance], alphas: Iterable[float],
+                betas: Iterable[float], beam_width: int = DEFAULT_BEAM_WIDTH) -> list[GridPoint]:
+    """WER of greedy decoding, then of every (alpha, beta); the model dir is pyctcdecode's layout."""
+    from pyctcdecode import Alphabet, BeamSearchDecoderCTC
+
+    decoder = BeamSearchDecoderCTC.load_from_dir(str(model_dir))
+    alphabet = Alphabet.loads((model_dir / "alphabet.json").read_text(encoding="utf-8"))
+    n_labels = len(alphabet.labels)
+    for utt in utterances:
+        if utt.logits.shape[1] != n_labels:
+            raise ValueError(f"{utt.name}: logits have {utt.logits.shape[1]} columns, the alphabet "
+                             f"has {n_labels}")
+    references = [u.reference for u in utterances]
+
+    no_lm = BeamSearchDecoderCTC(alphabet, language_model=None)
+    greedy = [normalise_text(no_lm.decode(u.logits, beam_width=1)) for u in utterances]
+    points = [GridPoint(None, None, word_error_rate(references, greedy))]
+    for alpha in alphas:
+        for beta in betas:
+            decoder.reset_params(alpha=float(alpha), beta=float(beta))
+            hyps = [normalise_text(decoder.decode(u.logits, beam_width=beam_width))
+                    for u in utterances]
+            points.append(GridPoint(float(alpha), float(beta), word_error_rate(references, hyps)))
+            print(f"alpha={alpha:<5} beta={beta:<5} WER={points[-1].wer:.4f}", file=sys.stderr,
+                  flush=True)
+    return points
+
+
+def best(points: Sequence[GridPoint]) -> GridPoint:
+    """Lowest WER among LM points; ties go to the smaller alpha, then the smaller beta."""
+    lm_points = [p for p in points if p.alpha is not None]
+    return min(lm_points, key=lambda p: (p.wer, p.alpha, p.beta))
+
+
+def write_attrs(model_dir: Path, point: GridPoint) -> None:
+    path = model_dir / "language_model" / "attrs.json"
+    attrs = json.loads(path.read_text(encoding="utf-8"))
+    attrs["alpha"], attrs["beta"] = point.alpha, point.beta
+    path.write_text(json.dumps(attrs), encoding="utf-8")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--model-dir", type=Path, required=True,
+                      help="folder with alphabet.json and language_model/ (pyctcdecode layout)")
+    data.add_argument("--dev-dir", type=Path, required=True,
+                      help="folder of <utt>.npy log-probs (frames, vocab) and <utt>.txt references")
+    grid = parser.add_argument_group("grid")
+    grid.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS, help="comma-separated")
+    grid.add_argument("--betas", type=_floats, default=DEFAULT_BETAS, help="comma-separated")
+    grid.add_argument("--beam-width", type=int, default=DEFAULT_BEAM_WIDTH)
+    out = parser.add_argument_group("output")
+    out.add_argument("--write", action="store_true",
+                     help="store the best alpha/beta in <model-dir>/language_model/attrs.json")
+    out.add_argument("--json", type=Path, help="also write every grid point here")
+    args = parser.parse_args(argv)
+
+    utterances = load_dev_set(args.dev_dir)
+    points = grid_search(args.model_dir, utterances, args.alphas, args.betas, args.beam_width)
+    print("| alpha | beta | WER |\n|---:|---:|---:|")
+    for p in points:
+        print(f"| {'-' if p.alpha is None else p.alpha} | {'-' if p.beta is None else p.beta} | "
+              f"{p.wer:.4f} |" + (" (greedy, no LM)" if p.alpha is None else ""))
+    chosen = best(points)
+    print(f"best: alpha={chosen.alpha} beta={chosen.beta} WER={chosen.wer:.4f} "
+          f"(greedy {points[0].wer:.4f}; {len(utterances)} utterances)")
+    if args.json:
+        args.json.write_text(json.dumps([p.__dict__ for p in points], indent=1), encoding="utf-8")
+    if args.write:
+        write_attrs(args.model_dir, chosen)
+        print(f"wrote alpha/beta to {args.model_dir / 'language_model' / 'attrs.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
