@@ -179,3 +179,35 @@ def test_shipped_lm_loads_and_prefers_english() -> None:
         while shuffled == words:
             rng.shuffle(shuffled)
         assert model.score(sentence) > model.score(" ".join(shuffled)) + 3  # 1000x likelier
+
+
+def test_tune_alpha_beta_prefers_the_lm_where_acoustics_are_unsure(tiny_trie: Path,
+                                                                     tmp_path: Path) -> None:
+    import tune_alpha_beta
+    from pyctcdecode import build_ctcdecoder
+
+    arpa = tmp_path / "tiny.arpa"
+    p2a.main([str(tiny_trie), str(arpa)])
+    labels = ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz", "'"]
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    build_ctcdecoder(labels, str(arpa), unigrams=["a", "b", "c", "d", "x"]).save_to_dir(str(model_dir))
+
+    # "a b", but the acoustics say "d" (0.55) a little more than "b" (0.45): P(b|a) saves it.
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    col = {label: i for i, label in enumerate(labels)}
+    frames = np.full((5, len(labels)), 1e-6, dtype=np.float32)
+    for t, label in enumerate(["a", "<pad>", "|", "<pad>"]):
+        frames[t, col[label]] = 1.0
+    frames[4, col["b"]], frames[4, col["d"]] = 0.45, 0.55
+    np.save(dev / "utt1.npy", np.log(frames / frames.sum(axis=1, keepdims=True)))
+    (dev / "utt1.txt").write_text("A b.\n")
+
+    assert tune_alpha_beta.main(["--model-dir", str(model_dir), "--dev-dir", str(dev),
+                                 "--alphas", "0,1", "--betas", "0", "--write"]) == 0
+    points = tune_alpha_beta.grid_search(model_dir, tune_alpha_beta.load_dev_set(dev), [0.0, 1.0],
+                                         [0.0])
+    assert [(p.alpha, p.wer) for p in points] == [(None, 0.5), (0.0, 0.5), (1.0, 0.0)]
+    attrs = json.loads((model_dir / "language_model" / "attrs.json").read_text())
+    assert (attrs["alpha"], attrs["beta"]) == (1.0, 0.0)
