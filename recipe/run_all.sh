@@ -9,8 +9,8 @@
 #                                # load it with transformers and transcribe (< 2 min)
 #
 # Environment: XLSR_RECIPE_DIR (default /work/recipe-cache) holds text, shards, checkpoints, logs.
-# PYTHON (default: the repo's .venv python). XLSR_TRAIN_THREADS (default 2: on a shared box the
-# second thread wins CPU share; 1 leaves more to synthesis). Background jobs run under nice so
+# PYTHON (default: the repo's .venv python). XLSR_TRAIN_THREADS (default 1: on a loaded shared box two
+# OpenMP threads stall each other; use 2 on an otherwise idle machine). Background jobs run under nice so
 # interactive work keeps priority.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--clip-grad", type=float, default=5.0)
     g.add_argument("--max-steps", type=int, default=10**9)
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--threads", type=int, default=int(os.environ.get("XLSR_TRAIN_THREADS", "2")))
+    g.add_argument("--threads", type=int, default=int(os.environ.get("XLSR_TRAIN_THREADS", "1")))
     g = ap.add_argument_group("batches and curriculum")
     g.add_argument("--batch-seconds", type=float, default=24.0, help="padded audio per batch")
     g.add_argument("--max-batch-utts", type=int, default=16)
