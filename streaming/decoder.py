@@ -137,13 +137,9 @@ class DecoderConfig:
         if not 1 <= self.beam_width <= 10000:
             raise ValueError(f"beam_width must be in [1, 10000], got {self.beam_width}")
         if not (-math.inf < self.beam_prune_logp <= 0.0):
-            raise ValueError(
-                f"beam_prune_logp must be a finite log-prob in (-inf, 0], got {self.beam_prune_logp}"
-            )
+            raise ValueError(f"beam_prune_logp must be a finite log-prob in (-inf, 0], got {self.beam_prune_logp}")
         if not (-math.inf < self.token_min_logp <= 0.0):
-            raise ValueError(
-                f"token_min_logp must be a finite log-prob in (-inf, 0], got {self.token_min_logp}"
-            )
+            raise ValueError(f"token_min_logp must be a finite log-prob in (-inf, 0], got {self.token_min_logp}")
         if isinstance(self.hotwords, str):
             raise ValueError(f"hotwords must be a sequence of words, got the str {self.hotwords!r}")
         hotwords = tuple(self.hotwords)
@@ -330,6 +326,7 @@ class _Text:
         "depth",
         "hot",
         "hot_count",
+        "jumps",
         "lm_hw",
         "parent",
         "raw_lm",
@@ -355,6 +352,13 @@ class _Text:
         self.word = word
         self.uid = uid
         self.depth: int = 0 if parent is None else parent.depth + 1
+        # jumps[k] is the ancestor 2**k words up (binary lifting, for the stable prefix)
+        jumps: list[_Text] = []
+        if parent is not None:
+            jumps.append(parent)
+            while len(jumps) <= len(jumps[-1].jumps):
+                jumps.append(jumps[-1].jumps[len(jumps) - 1])
+        self.jumps: tuple[_Text, ...] = tuple(jumps)
         self.hot_count = hot_count  # whole words of the text that are hotwords
         self.hot = hot  # hotword score of the whole text: weight * (hotword count)
         self.raw_lm = raw_lm
@@ -389,16 +393,29 @@ class _Span:
 _Beam = tuple[_Text, str, "str | None", "_Span | None", int, int, float]
 
 
-def _lca(a: _Text, b: _Text) -> _Text:
-    """Deepest common ancestor: O(distance to it), not O(text length)."""
-    while a.depth > b.depth:
-        a = a.parent  # type: ignore[assignment]
-    while b.depth > a.depth:
-        b = b.parent  # type: ignore[assignment]
-    while a is not b:
-        a = a.parent  # type: ignore[assignment]
-        b = b.parent  # type: ignore[assignment]
-    return a
+def _ancestor_at(node: _Text, depth: int) -> _Text:
+    """The ancestor of ``node`` with ``depth`` words, in O(log) jumps."""
+    distance, k = node.depth - depth, 0
+    while distance:
+        if distance & 1:
+            node = node.jumps[k]
+        distance >>= 1
+        k += 1
+    return node
+
+
+def _common_ancestor(a: _Text, b: _Text) -> _Text:
+    """Deepest common ancestor (longest common word prefix) of two texts, O(log words)."""
+    if a.depth > b.depth:
+        a = _ancestor_at(a, b.depth)
+    elif b.depth > a.depth:
+        b = _ancestor_at(b, a.depth)
+    if a is b:
+        return a
+    for k in range(len(a.jumps) - 1, -1, -1):
+        if k < len(a.jumps) and a.jumps[k] is not b.jumps[k]:
+            a, b = a.jumps[k], b.jumps[k]
+    return a.parent  # type: ignore[return-value]
 
 
 @dataclass
@@ -602,13 +619,19 @@ class BeamSearchStream:
         return words
 
     def stable_words(self) -> int:
-        """Leading completed words shared by every live beam; never decreases."""
+        """Leading completed words shared by every live beam; never decreases.
+
+        The deepest common ancestor of the live texts, by binary lifting: O(beams *
+        log(words)), even when (no LM, no history pruning) beams keep disagreeing
+        about a word far back and the unstable tail grows long.
+        """
         common = self._beams[0][0]
+        floor = self._stable.depth
         for beam in self._beams[1:]:
-            if common.depth <= self._stable.depth:
+            if common.depth <= floor:
                 break
-            common = _lca(common, beam[0])
-        if common.depth > self._stable.depth:
+            common = _common_ancestor(common, beam[0])
+        if common.depth > floor:
             self._stable = common
         return self._stable.depth
 

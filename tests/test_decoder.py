@@ -234,6 +234,11 @@ def _stable_prefix_never_changes(seed: int, chunks: list[int], use_lm: bool, lm:
         assert hyp.stable_words >= len(stable)
         assert words[: len(stable)] == stable, "a stable word changed"
         assert hyp.stable_words <= len(hyp.words)
+        live = [beam[0].words() for beam in stream._beams]
+        common = 0
+        while all(len(w) > common and w[common] == live[0][common] for w in live):
+            common += 1
+        assert hyp.stable_words == common, "stable prefix is not the live beams' common prefix"
         stable = words[: hyp.stable_words]
     final = stream.finalize().text.split()
     assert final[: len(stable)] == stable
