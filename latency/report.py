@@ -120,6 +120,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     header = ["streams", "ok", "failed", "dropped", f"first partial {q}", f"partial delay {q}",
               f"final latency {q}", f"reply lag {q}", "RTF", "revised", "budget"]
     rows = [header]
+    levels = sorted(levels, key=lambda lv: lv.summary.concurrency)
     for level in levels:
         s = level.summary
         rows.append([
@@ -208,11 +209,17 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
 
-    # Timeline of the busiest level: lag as it builds up, and each word's delay.
+    # Timelines: lag as it builds up, and each word's delay.  The busiest level
+    # shows how the server fails; the capacity level what users get at the limit.
     if levels:
         path = out_dir / "timeline.png"
         _timeline_plot(plt, report, levels[-1], path)
         written.append(path)
+        at_capacity = [lv for lv in levels if lv.summary.concurrency == report.capacity]
+        if at_capacity and at_capacity[0] is not levels[-1]:
+            path = out_dir / "timeline_capacity.png"
+            _timeline_plot(plt, report, at_capacity[0], path)
+            written.append(path)
     return written
 
 

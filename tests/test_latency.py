@@ -314,7 +314,7 @@ def test_lab_sweeps_a_real_server_and_reports_failures(
     assert three["summary"]["failed"] == 1
     assert any("503" in e for e in three["summary"]["errors"])
     assert three["summary"]["rtf"] is None  # flat-out run could not get all streams in
-    for name in ("latency_vs_concurrency.png", "timeline.png"):
+    for name in ("latency_vs_concurrency.png", "timeline.png", "timeline_capacity.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
