@@ -62,6 +62,7 @@ class Round:
     results: list[StreamResult]
     wall_s: float
     loadavg: float
+    server: dict[str, float] = field(default_factory=dict)  # /metrics deltas over the round
 
     def p(self, kind: str, q: float) -> float:
         values = [v for r in self.results for v in getattr(r, kind)]
@@ -77,9 +78,7 @@ class Round:
         return max(values) if len(values) == len(self.results) else float("inf")
 
     def held(self, max_latency: float) -> bool:
-        return (
-            not self.errors and self.p("partial", 90) <= max_latency and self.worst_last_final <= max_latency
-        )
+        return not self.errors and self.p("partial", 90) <= max_latency and self.worst_last_final <= max_latency
 
 
 def load_speech(duration: float) -> np.ndarray:
@@ -145,13 +144,38 @@ async def one_stream(url: str, audio: np.ndarray, start_delay: float) -> StreamR
     return result
 
 
+async def server_metrics(url: str) -> dict[str, float]:
+    """The server's own counters (forward and decode time, batch sizes) from /metrics."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=url.startswith("wss"))
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        body = (await reader.read()).decode(errors="replace")
+        writer.close()
+    except OSError:
+        return {}
+    values: dict[str, float] = {}
+    for line in body.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+            try:
+                values[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return values
+
+
 async def run_round(url: str, streams: int, audio: np.ndarray) -> Round:
     rng = random.Random(streams)
+    before = await server_metrics(url)
     started = time.monotonic()
     # Streams start spread over one second, as real clients do, so their windows
     # do not all complete in the same instant.
     results = await asyncio.gather(*(one_stream(url, audio, rng.uniform(0, 1.0)) for _ in range(streams)))
-    return Round(streams, list(results), time.monotonic() - started, os.getloadavg()[0])
+    after = await server_metrics(url)
+    r = Round(streams, list(results), time.monotonic() - started, os.getloadavg()[0])
+    r.server = {k: after[k] - before.get(k, 0.0) for k in after}
+    return r
 
 
 def _drain(stream: Any) -> None:
@@ -191,15 +215,26 @@ def report(r: Round, max_latency: float) -> str:
     return (
         f"{r.streams:4d} | {ms(r.p('partial', 50))} {ms(r.p('partial', 90))} | "
         f"{ms(r.p('final', 50))} {ms(r.p('final', 90))} | {ms(r.worst_last_final)} | "
-        f"{max(lags):5.2f} | {r.loadavg:5.2f} | {'yes' if r.held(max_latency) else 'NO'}"
+        f"{max(lags):5.2f} | {r.loadavg:5.2f} | {'yes' if r.held(max_latency) else 'NO':4s}"
+        + _server_line(r)
         + (f"  errors: {r.errors[:2]}" if r.errors else "")
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def _server_line(r: Round) -> str:
+    s = r.server
+    audio = s.get("xlsr_audio_seconds_total", 0.0)
+    batches = s.get("xlsr_batch_size_windows_count", 0.0)
+    if not audio or not batches:
+        return ""
+    return (
+        f" | {s.get('xlsr_batch_size_windows_sum', 0.0) / batches:4.1f} | "
+        f"{s.get('xlsr_forward_seconds_sum', 0.0) / audio:5.3f} | {s.get('xlsr_decode_seconds_sum', 0.0) / audio:5.3f}"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint (default: the shipped default model)")
     parser.add_argument("--url", default=None, help="use a running server instead of starting one")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of audio per stream")
@@ -228,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, load average before: {os.getloadavg()[0]:.2f}; "
         f"{args.duration:.0f} s of speech per stream, real-time pace, {BLOCK_S * 1000:.0f} ms blocks"
     )
-    print("   N | partial p50  p90 ms | final p50  p90 ms | finish->final ms | lag s | load | held")
+    print(
+        "   N | partial p50  p90 ms | final p50  p90 ms | finish->final ms | lag s | load | held"
+        " | batch | fwd s/audio s | decode s/audio s"
+    )
     rounds: dict[int, Round] = {}
 
     def measure(n: int) -> Round:

@@ -47,9 +47,7 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
 def _engine(model: Path) -> Engine:
     # Greedy decoding keeps random-model tests fast; 1.5 s segments give mid-stream
     # finals and partials between them (windows are 1 s).
-    return Engine.load(
-        model, lm=False, decoder=DecoderConfig(greedy=True), endpoint=EndpointConfig(max_segment_s=1.5)
-    )
+    return Engine.load(model, lm=False, decoder=DecoderConfig(greedy=True), endpoint=EndpointConfig(max_segment_s=1.5))
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +160,7 @@ def test_vosk_protocol_as_its_clients_use_it(engine: Engine, clips: list[tuple[n
     ]
 
 
-def test_concurrent_clients_each_get_their_own_transcript(
-    engine: Engine, clips: list[tuple[np.ndarray, int]]
-) -> None:
+def test_concurrent_clients_each_get_their_own_transcript(engine: Engine, clips: list[tuple[np.ndarray, int]]) -> None:
     async def scenario() -> tuple[list[Any], str]:
         # A generous batching wait makes windows of different streams share forwards.
         async with running(engine, max_wait_ms=100.0) as server:
@@ -247,9 +243,7 @@ def test_native_protocol(
         assert p["text"].startswith(p["stable_text"])
         assert p["timing"]["latency_ms"] >= 0 and p["timing"]["audio_received_s"] >= p["end"] - 1e-6
     expected = reference(engine, audio, rate, reset_after=3)
-    assert [(f["text"], f["segment"], f["reason"]) for f in finals] == [
-        (f.text, f.segment, f.reason) for f in expected
-    ]
+    assert [(f["text"], f["segment"], f["reason"]) for f in finals] == [(f.text, f.segment, f.reason) for f in expected]
     assert finals[0]["reason"] == "reset" and finals[-1]["reason"] == "finish"
     assert [w["word"] for f in finals for w in f["words"]] == [w.text for f in expected for w in f.words]
     assert messages[-2]["segments"] == len(expected)
@@ -279,9 +273,7 @@ def test_over_max_connections_gets_503_with_retry_after(engine: Engine) -> None:
     assert b"limit of 2 connections" in refused.response.body
 
 
-async def native_error(
-    port: int, frames: list[str | bytes], **kw: Any
-) -> tuple[dict, int | None, str | None]:
+async def native_error(port: int, frames: list[str | bytes], **kw: Any) -> tuple[dict, int | None, str | None]:
     async with connect(f"ws://127.0.0.1:{port}/v1/stream", **kw) as ws:
         await ws.recv()  # hello
         for frame in frames:
@@ -566,9 +558,7 @@ def test_drain_gives_live_streams_their_finals(engine: Engine, clips: list[tuple
     assert vosk_final["text"] in joined([f.text for f in expected])
 
 
-def test_cli_serves_and_drains_on_sigterm(
-    tiny_layer_model: Path, clips: list[tuple[np.ndarray, int]]
-) -> None:
+def test_cli_serves_and_drains_on_sigterm(tiny_layer_model: Path, clips: list[tuple[np.ndarray, int]]) -> None:
     audio, rate = clips[1]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
@@ -682,3 +672,18 @@ def test_demo_client_streams_a_file_and_reports_latency(
     assert joined([f["text"] for f in finals]) == expected
     assert all(f["latency_ms"] >= 0 for f in finals)
     assert "x real time" in err and "final latency: median" in err
+
+
+def test_xlsr_stream_serve_is_wired_to_the_server_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main as xlsr_stream
+    from server.cli import build_parser, config_from_args
+
+    with pytest.raises(SystemExit) as exited:
+        xlsr_stream(["serve", "--help"])
+    assert exited.value.code == 0
+    help_text = capsys.readouterr().out
+    for flag in ("--max-connections", "--max-batch-size", "--max-wait-ms", "--certfile", "--auth-token"):
+        assert flag in help_text
+    assert config_from_args(build_parser().parse_args([])) == ServerConfig()
+    with pytest.raises(ValueError, match="max_wait_ms must be in"):
+        config_from_args(build_parser().parse_args(["--max-wait-ms", "-1"]))
