@@ -3,6 +3,7 @@
 ``python -m latency`` / ``xlsr-stream latency`` runs :func:`latency.lab.main`.
 """
 
+from .lab import build_parser, main
 from .metrics import (
     Budget,
     CapacitySearch,
@@ -34,8 +35,10 @@ __all__ = [
     "VoskReplyParser",
     "VoskStream",
     "budget_failures",
+    "build_parser",
     "final_latency",
     "hypothesis_timeline",
+    "main",
     "open_stream",
     "partial_delays",
     "percentiles",
