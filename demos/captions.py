@@ -28,6 +28,7 @@ __all__ = [
     "CaptionRenderer",
     "Cue",
     "JsonLog",
+    "SubtitleLayout",
     "SubtitleWriter",
     "cues_from_final",
     "format_clock",
@@ -41,13 +42,30 @@ __all__ = [
 
 ERASE_LINE = "\r\x1b[2K"
 
-# Subtitle layout as broadcasters do it (BBC / Netflix guidelines): at most
-# two lines of 42 characters, on screen for at most 7 s, and at least ~0.8 s
-# so that a one-word cue can be read at all.
-MAX_LINE_CHARS = 42
-MAX_LINES = 2
-MAX_CUE_SECONDS = 7.0
-MIN_CUE_SECONDS = 0.8
+
+
+@dataclass(frozen=True)
+class SubtitleLayout:
+    """How finals are cut into subtitle cues (the BBC and Netflix guidelines' numbers)."""
+
+    # 42 characters is what fits a 16:9 frame at a readable size, and what players wrap at.
+    max_line_chars: int = 42
+    # Two lines cover at most a fifth of the picture; three hide faces.
+    max_lines: int = 2
+    # Longer and viewers re-read the cue; speech moves on while it stays.
+    max_cue_s: float = 7.0
+    # Shorter and a one-word cue flashes by unread.
+    min_cue_s: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("max_line_chars", 10, 200), ("max_lines", 1, 10)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
+        if not 0.5 <= self.max_cue_s <= 60.0:
+            raise ValueError(f"max_cue_s must be in 0.5..60 s, got {self.max_cue_s}")
+        if not 0.0 <= self.min_cue_s <= self.max_cue_s:
+            raise ValueError(f"min_cue_s must be in 0..max_cue_s ({self.max_cue_s}) s, got {self.min_cue_s}")
 
 
 # ------------------------------------------------------------------ time text
@@ -100,7 +118,7 @@ class Cue:
     lines: tuple[str, ...]
 
 
-def wrap_lines(words: Sequence[str], width: int = MAX_LINE_CHARS) -> list[str]:
+def wrap_lines(words: Sequence[str], width: int = SubtitleLayout.max_line_chars) -> list[str]:
     """Greedy word wrap; a word longer than ``width`` gets a line of its own.
 
     >>> wrap_lines("the quick brown fox jumps".split(), 10)
@@ -119,14 +137,7 @@ def wrap_lines(words: Sequence[str], width: int = MAX_LINE_CHARS) -> list[str]:
     return lines
 
 
-def cues_from_final(
-    final: Final,
-    *,
-    width: int = MAX_LINE_CHARS,
-    max_lines: int = MAX_LINES,
-    max_seconds: float = MAX_CUE_SECONDS,
-    min_seconds: float = MIN_CUE_SECONDS,
-) -> list[Cue]:
+def cues_from_final(final: Final, layout: SubtitleLayout = SubtitleLayout()) -> list[Cue]:
     """Cut one final into cues that fit two lines and seven seconds, at word boundaries.
 
     With word timings each cue spans its own words; without them (a server
@@ -154,14 +165,14 @@ def cues_from_final(
 
     def flush() -> None:
         if group:
-            start, end = group[0].start, max(group[-1].end, group[0].start + min_seconds)
-            cues.append(Cue(start, end, tuple(wrap_lines([w.text for w in group], width))))
+            start, end = group[0].start, max(group[-1].end, group[0].start + layout.min_cue_s)
+            cues.append(Cue(start, end, tuple(wrap_lines([w.text for w in group], layout.max_line_chars))))
             group.clear()
 
     for word in words:
         candidate = [w.text for w in group] + [word.text]
-        too_long = len(wrap_lines(candidate, width)) > max_lines
-        too_slow = bool(group) and word.end - group[0].start > max_seconds
+        too_long = len(wrap_lines(candidate, layout.max_line_chars)) > layout.max_lines
+        too_slow = bool(group) and word.end - group[0].start > layout.max_cue_s
         if group and (too_long or too_slow):
             flush()
         group.append(word)
@@ -214,12 +225,14 @@ class SubtitleWriter:
     any moment, even if the demo is killed; it is replaced atomically.
     """
 
-    def __init__(self, *, srt: Path | None = None, vtt: Path | None = None) -> None:
-        self.srt, self.vtt = srt, vtt
+    def __init__(
+        self, *, srt: Path | None = None, vtt: Path | None = None, layout: SubtitleLayout = SubtitleLayout()
+    ) -> None:
+        self.srt, self.vtt, self.layout = srt, vtt, layout
         self.cues: list[Cue] = []
 
     def add(self, final: Final) -> None:
-        new = cues_from_final(final)
+        new = cues_from_final(final, self.layout)
         if not new:
             return
         if self.cues and new[0].start < self.cues[-1].end:

@@ -34,6 +34,7 @@ from demos.captions import (
     CaptionRenderer,
     Cue,
     JsonLog,
+    SubtitleLayout,
     SubtitleWriter,
     cues_from_final,
     srt_document,
@@ -95,6 +96,17 @@ def test_cues_split_long_finals_at_two_lines_and_seven_seconds() -> None:
     assert all(c.end - c.start <= 7.0 + 1e-9 for c in cues)
     assert " ".join(" ".join(c.lines) for c in cues) == " ".join(w.text for w in words)
     assert all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
+
+
+def test_subtitle_layout_is_validated_and_used() -> None:
+    words = tuple(Word(w, i * 0.3, i * 0.3 + 0.2, 1.0) for i, w in enumerate("aa bb cc dd ee".split()))
+    cues = cues_from_final(final("aa bb cc dd ee", 0.0, 1.5, words), SubtitleLayout(max_line_chars=10,
+                                                                                      max_lines=1))
+    assert [c.lines for c in cues] == [("aa bb cc",), ("dd ee",)]
+    with pytest.raises(ValueError, match="max_lines must be an int in 1..10, got 0"):
+        SubtitleLayout(max_lines=0)
+    with pytest.raises(ValueError, match="min_cue_s"):
+        SubtitleLayout(min_cue_s=9.0)
 
 
 def test_cues_without_word_times_share_the_final_span() -> None:
