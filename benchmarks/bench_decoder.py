@@ -69,9 +69,7 @@ def synthetic_log_probs(seconds: float, seed: int = 0) -> np.ndarray:
     return log_probs.astype(np.float32)
 
 
-def run(
-    seconds: Sequence[float], chunk: int, beam_width: int, use_lm: bool, redecode: bool
-) -> tuple[list[Row], bool]:
+def run(seconds: Sequence[float], chunk: int, beam_width: int, use_lm: bool, redecode: bool) -> tuple[list[Row], bool]:
     lm = load_language_model(ARPA, VOCAB) if use_lm else None
     config = DecoderConfig(beam_width=beam_width)
     marks = sorted(seconds)
@@ -101,7 +99,7 @@ def run(
         redecode_ms = None
         if reference is not None:
             t0 = time.process_time()
-            beams = reference.decode_beams(log_probs[:end], beam_width=beam_width)
+            beams = reference.decode_beams(log_probs[:end], beam_width=beam_width, prune_history=config.prune_history)
             redecode_ms = (time.process_time() - t0) * 1000
             if end == len(log_probs):
                 identical = beams[0][0] == final
@@ -111,13 +109,9 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("workload")
-    group.add_argument(
-        "--seconds", type=float, nargs="+", default=[5, 20, 60, 120], help="(default: %(default)s)"
-    )
+    group.add_argument("--seconds", type=float, nargs="+", default=[5, 20, 60, 120], help="(default: %(default)s)")
     group.add_argument("--chunk", type=int, default=50, help="frames per accept() (default: %(default)s)")
     group = parser.add_argument_group("decoder")
     group.add_argument("--beam-width", type=int, default=100, help="(default: %(default)s)")

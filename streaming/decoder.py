@@ -118,9 +118,12 @@ class DecoderConfig:
     # Tokens below this log-prob at a frame are not expanded (the argmax always is);
     # pyctcdecode default -5 (p < 0.7 %), the main speed knob.
     token_min_logp: float = -5.0
-    # Merge beams whose last (LM order - 1) words agree; False like decode_beams: keeps
-    # beam diversity, so the stable prefix is not made to look settled too early.
-    prune_history: bool = False
+    # Keep only the best of beams whose last (LM order - 1) words, partial word and last
+    # token agree.  True, as in pyctcdecode's decode(): it only changes runners-up, and
+    # without it beams that differ in one early word live on and the stable prefix
+    # trails the best beam by tens of words (60 s synthetic test: mean 43-67 words
+    # behind, vs 1-1.4 with it).  False reproduces decode_beams()/HF batch_decode.
+    prune_history: bool = True
     # Words to boost (may be out of the LM's vocabulary); per-stream override in new_stream.
     hotwords: tuple[str, ...] = ()
     # Log-score bonus per hotword; pyctcdecode default 10 (a strong nudge).

@@ -124,14 +124,10 @@ def build_labels(vocab: Sequence[str]) -> tuple[str, ...]:
         )
     labels = tuple(alphabet.labels)
     if len(labels) != len(tokens):
-        raise VocabularyError(
-            f"vocabulary has no CTC blank token: expected '<pad>' among {len(tokens)} tokens"
-        )
+        raise VocabularyError(f"vocabulary has no CTC blank token: expected '<pad>' among {len(tokens)} tokens")
     if labels.count(" ") != 1:
         raise VocabularyError("vocabulary has no word delimiter: expected '|' (or ' ')")
-    bad = [
-        t for t, label in zip(tokens, labels, strict=True) if label != " " and any(c.isspace() for c in label)
-    ]
+    bad = [t for t, label in zip(tokens, labels, strict=True) if label != " " and any(c.isspace() for c in label)]
     if bad:
         raise VocabularyError(f"vocabulary tokens must not contain whitespace, got {bad!r}")
     return labels
@@ -303,9 +299,7 @@ def _read_attrs(path: Path) -> dict[str, Any]:
 
 
 def _find_kenlm_file(folder: Path) -> Path:
-    candidates = sorted(
-        p for p in folder.iterdir() if p.suffix in _KENLM_SUFFIXES and not p.name.startswith(".")
-    )
+    candidates = sorted(p for p in folder.iterdir() if p.suffix in _KENLM_SUFFIXES and not p.name.startswith("."))
     if len(candidates) != 1:
         raise LanguageModelError(
             f"expected exactly one KenLM file ({'/'.join(_KENLM_SUFFIXES)}) in {folder}, "
@@ -365,9 +359,7 @@ def load_language_model(
     else:
         kenlm_path = source
         if kenlm_path.suffix not in _KENLM_SUFFIXES:
-            raise LanguageModelError(
-                f"expected a KenLM file ending in {'/'.join(_KENLM_SUFFIXES)}, got {kenlm_path}"
-            )
+            raise LanguageModelError(f"expected a KenLM file ending in {'/'.join(_KENLM_SUFFIXES)}, got {kenlm_path}")
         if unigrams is not None:
             words = _read_unigrams(unigrams)
         elif kenlm_path.suffix == ".arpa":

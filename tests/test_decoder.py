@@ -100,20 +100,24 @@ def as_pyctc(hyp: Hypothesis) -> tuple[str, list[tuple[str, tuple[int, int]]]]:
 # --------------------------------------------------------------------------------------
 # identity with pyctcdecode
 # --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("prune_history", [False, True], ids=["all-beams", "prune-history"])
 @pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
 @pytest.mark.parametrize("hotwords", [(), ("cat", "brown fox", "bal")], ids=["plain", "hotwords"])
 @pytest.mark.parametrize("utterance", range(len(UTTERANCES)))
 def test_identical_to_pyctcdecode_for_any_chunking(
-    use_lm: bool, hotwords: tuple[str, ...], utterance: int, lm: LanguageModel, references: dict
+    prune_history: bool,
+    use_lm: bool,
+    hotwords: tuple[str, ...],
+    utterance: int,
+    lm: LanguageModel,
+    references: dict,
 ) -> None:
     log_probs = make_log_probs(UTTERANCES[utterance], seed=utterance)
     settings_: dict[str, Any] = dict(
-        beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0, hotword_weight=10.0
+        beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0, hotword_weight=10.0, prune_history=prune_history
     )
     ref = references[use_lm].decode_beams(log_probs, hotwords=list(hotwords) or None, **settings_)[0]
-    decoder = BeamSearchDecoder(
-        VOCAB, lm=lm if use_lm else None, config=DecoderConfig(hotwords=hotwords, **settings_)
-    )
+    decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=DecoderConfig(hotwords=hotwords, **settings_))
     for chunk in (1, 7, 50, len(log_probs)):
         _, final = run_stream(decoder.new_stream(), log_probs, chunk)
         assert as_pyctc(final) == (ref[0], ref[2]), f"chunk={chunk}"
@@ -125,9 +129,7 @@ def test_identical_over_random_settings(lm: LanguageModel, references: dict) -> 
     rng = np.random.default_rng(1234)
     for case in range(30):
         text = " ".join(rng.choice(WORDS, int(rng.integers(1, 6))))
-        log_probs = make_log_probs(
-            text, seed=case, noise=float(rng.uniform(0.5, 2.5)), quantize=case % 3 == 0
-        )
+        log_probs = make_log_probs(text, seed=case, noise=float(rng.uniform(0.5, 2.5)), quantize=case % 3 == 0)
         use_lm = bool(case % 2)
         hotwords = tuple(rng.choice(WORDS, int(rng.integers(0, 3))))
         settings_ = dict(
@@ -147,7 +149,7 @@ def test_identical_over_random_settings(lm: LanguageModel, references: dict) -> 
 def test_alpha_beta_overrides_match_pyctcdecode(lm: LanguageModel) -> None:
     log_probs = make_log_probs("the dog sat on the log", seed=7, noise=2.0)
     ref = build_ctcdecoder(list(VOCAB), str(ARPA), alpha=1.2, beta=-0.5).decode_beams(
-        log_probs, beam_width=16
+        log_probs, beam_width=16, prune_history=True
     )[0]
     decoder = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=16, alpha=1.2, beta=-0.5))
     _, final = run_stream(decoder.new_stream(), log_probs, 3)
@@ -158,7 +160,7 @@ def test_alpha_beta_overrides_match_pyctcdecode(lm: LanguageModel) -> None:
 def test_stream_without_lm_and_with_own_hotwords(lm: LanguageModel, references: dict) -> None:
     log_probs = make_log_probs("a small cat ran", seed=3)
     decoder = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=10, hotwords=("dog",)))
-    ref = references[False].decode_beams(log_probs, beam_width=10, hotwords=["cat"])[0]
+    ref = references[False].decode_beams(log_probs, beam_width=10, hotwords=["cat"], prune_history=True)[0]
     _, final = run_stream(decoder.new_stream(hotwords=["cat"], use_lm=False), log_probs, 4)
     assert as_pyctc(final) == (ref[0], ref[2])
 
@@ -217,11 +219,15 @@ def test_empty_stream_and_empty_chunks() -> None:
     assert stream.finalize() == Hypothesis("", 0, ())
 
 
-def _stable_prefix_never_changes(seed: int, chunks: list[int], use_lm: bool, lm: LanguageModel) -> None:
+def _stable_prefix_never_changes(
+    seed: int, chunks: list[int], use_lm: bool, prune_history: bool, lm: LanguageModel
+) -> None:
     rng = np.random.default_rng(seed)
     text = " ".join(rng.choice(WORDS, int(rng.integers(2, 7))))
     log_probs = make_log_probs(text, seed=seed, noise=float(rng.uniform(1.0, 3.0)))
-    decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=DecoderConfig(beam_width=12))
+    decoder = BeamSearchDecoder(
+        VOCAB, lm=lm if use_lm else None, config=DecoderConfig(beam_width=12, prune_history=prune_history)
+    )
     stream = decoder.new_stream()
     stable: list[str] = []
     position, turn = 0, 0
@@ -249,15 +255,16 @@ def _stable_prefix_never_changes(seed: int, chunks: list[int], use_lm: bool, lm:
     seed=st.integers(0, 10_000),
     chunks=st.lists(st.integers(1, 9), min_size=1, max_size=4),
     use_lm=st.booleans(),
+    prune_history=st.booleans(),
 )
-def test_stable_prefix_never_changes(seed: int, chunks: list[int], use_lm: bool, lm: LanguageModel) -> None:
-    _stable_prefix_never_changes(seed, chunks, use_lm, lm)
+def test_stable_prefix_never_changes(
+    seed: int, chunks: list[int], use_lm: bool, prune_history: bool, lm: LanguageModel
+) -> None:
+    _stable_prefix_never_changes(seed, chunks, use_lm, prune_history, lm)
 
 
 def test_stable_prefix_grows_on_clear_speech(lm: LanguageModel) -> None:
-    log_probs = make_log_probs(
-        "the cat sat on the mat the dog sat on the log", seed=2, noise=0.3, peak=(6.0, 9.0)
-    )
+    log_probs = make_log_probs("the cat sat on the mat the dog sat on the log", seed=2, noise=0.3, peak=(6.0, 9.0))
     stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=8)).new_stream()
     partials, _ = run_stream(stream, log_probs, 10)
     assert partials[-1].stable_words >= 8
@@ -300,9 +307,7 @@ def test_greedy_agrees_with_beam_on_clean_input() -> None:
     greedy = run_stream(GreedyDecoder(VOCAB).new_stream(), log_probs, 5)[1]
     beam = run_stream(BeamSearchDecoder(VOCAB).new_stream(), log_probs, 5)[1]
     assert greedy.text == beam.text == "we are going home now"
-    assert [(w.start_frame, w.end_frame) for w in greedy.words] == [
-        (w.start_frame, w.end_frame) for w in beam.words
-    ]
+    assert [(w.start_frame, w.end_frame) for w in greedy.words] == [(w.start_frame, w.end_frame) for w in beam.words]
 
 
 # --------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_hf_folder_uses_attrs_and_matches_pyctcdecode_load_from_dir(tmp_path: Pa
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 2.0, (60, len(VOCAB)))  # (frames, vocab)
     log_probs = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
-    expected = reference.decode_beams(log_probs, beam_width=8)[0]
+    expected = reference.decode_beams(log_probs, beam_width=8, prune_history=True)[0]
     stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=8)).new_stream()
     for start in range(0, 60, 9):
         stream.accept(log_probs[start : start + 9])
@@ -130,9 +130,7 @@ def test_corrupt_binary(tmp_path: Path) -> None:
 def test_binary_without_unigrams_is_refused(tmp_path: Path) -> None:
     binary = tmp_path / "lm.bin"
     binary.write_bytes(b"\x00" * 64)
-    with pytest.raises(
-        LanguageModelError, match="binary KenLM file, which does not list its words: pass unigrams="
-    ):
+    with pytest.raises(LanguageModelError, match="binary KenLM file, which does not list its words: pass unigrams="):
         load_language_model(binary)
 
 
