@@ -321,7 +321,6 @@ class _Session:
         self.driver: StreamDriver | None = None
         self.done = False
         self._started = time.monotonic()
-        self._task = asyncio.current_task()
 
     async def run(self) -> None:
         metrics = self.server.metrics

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
@@ -687,3 +689,60 @@ def test_xlsr_stream_serve_is_wired_to_the_server_cli(capsys: pytest.CaptureFixt
     assert config_from_args(build_parser().parse_args([])) == ServerConfig()
     with pytest.raises(ValueError, match="max_wait_ms must be in"):
         config_from_args(build_parser().parse_args(["--max-wait-ms", "-1"]))
+
+
+# ---------------------------------------------------------------- fuzzing a live server
+
+_fuzz_frames = st.lists(
+    st.one_of(
+        st.binary(max_size=48),
+        st.text(max_size=24),
+        st.sampled_from(
+            [
+                '{"type": "start"}',
+                '{"type": "start", "encoding": "float32"}',
+                '{"type": "reset"}',
+                '{"type": "finish"}',
+                '{"config": {"sample_rate": 8000}}',
+                '{"reset": 1}',
+                '{"eof" : 1}',
+                '{"type": "start", "sample_rate": 1e9}',
+            ]
+        ),
+    ),
+    max_size=5,
+)
+
+
+def test_fuzz_live_server_survives_any_frames(engine: Engine) -> None:
+    """Random frames on both endpoints: every session ends with an allowed close code,
+    and afterwards the server still serves a normal stream and reports ready."""
+    from websockets.sync.client import connect as sync_connect
+
+    allowed = {None, 1000, 1003, 1007, 1008}
+    seen: set[int | None] = set()
+    with server_in_thread(engine, idle_timeout_s=5.0) as port:
+
+        @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(path=st.sampled_from(["/", "/v1/stream"]), frames=_fuzz_frames)
+        def session(path: str, frames: list[str | bytes]) -> None:
+            with sync_connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10, close_timeout=5) as ws:
+                with contextlib.suppress(ConnectionClosed):
+                    for frame in frames:
+                        ws.send(frame)
+                    ws.close()
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    while True:
+                        ws.recv(timeout=5)
+                seen.add(ws.close_code)
+                assert ws.close_code in allowed, (ws.close_code, ws.close_reason)
+
+        session()
+        with sync_connect(f"ws://127.0.0.1:{port}/") as ws:
+            ws.send(b"\x00\x00" * 400)
+            assert "partial" in json.loads(ws.recv(timeout=10))
+            ws.send('{"eof" : 1}')
+            assert "text" in json.loads(ws.recv(timeout=10))
+        status, _, _ = asyncio.run(http_get(port, "/readyz"))
+    assert status == 200
+    assert seen & {1003, 1007, 1008}  # the fuzzer did hit the error paths
