@@ -30,6 +30,13 @@ reach are freed by reference counting).  Word frame spans are persistent linked
 lists (O(1) append).  pyctcdecode instead joins and splits strings of the whole
 text, which is O(text) per beam per frame.
 
+Stable prefix (``Hypothesis.stable_words``): the leading completed words
+shared by every live beam.  Every later beam extends a live beam, so these
+words can never change.  With ``prune_history=False`` beams that differ in one
+early word survive for a long time and the stable prefix lags far behind the
+best beam; the default ``prune_history=True`` (pyctcdecode's ``decode()``
+setting) keeps it 1-3 words behind.
+
 Input: ``accept()`` takes log-probs ``(frames, vocab)`` (the acoustic model's
 log-softmax).  Like pyctcdecode we re-normalise each row with log-softmax and
 clip at log(1e-15); pyctcdecode would also accept probabilities (rows summing
