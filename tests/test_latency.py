@@ -353,3 +353,62 @@ def test_lab_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--audio", str(SPEECH), "--server", "http://x", "--no-reference"]) == 2
     assert main(["--audio", "/nonexistent.wav", "--no-reference", "--concurrency", "1"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def vosk_server_lookalike() -> Iterator[str]:
+    """The wire behaviour of vosk-server's asr_server.py (which cannot run here: no vosk model).
+
+    Like the original it recognises end of stream only by the exact text
+    '{"eof" : 1}', takes any other message for audio, replies once per message,
+    and closes after the final result.
+    """
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: Any) -> None:
+        count = 0
+        async for message in ws:
+            if isinstance(message, str) and "config" in message:
+                continue
+            if message == '{"eof" : 1}':
+                words = [{"conf": 1.0, "end": 0.5 * i + 0.4, "start": 0.5 * i, "word": "word"}
+                         for i in range(count // 5)]
+                await ws.send(json.dumps({"text": " ".join(["word"] * (count // 5)), "result": words}))
+                break
+            count += 1
+            await ws.send(json.dumps({"partial": " ".join(["word"] * (count // 5))}))
+
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def run() -> None:
+        box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        async with serve(handler, "127.0.0.1", 0) as server:
+            box["port"] = server.sockets[0].getsockname()[1]
+            ready.set()
+            await box["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield f"ws://127.0.0.1:{box['port']}"
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+
+
+def test_lab_works_against_a_vosk_server(tmp_path: Path) -> None:
+    from latency.lab import main
+
+    with vosk_server_lookalike() as url:
+        code = main(["--server", url, "--audio", str(SPEECH), "--no-reference", "--concurrency", "2",
+                     "--ramp", "0.1", "--no-rtf", "--no-plots", "--final-timeout", "5",
+                     "--out-dir", str(tmp_path)])
+    assert code == 0
+    level = json.loads((tmp_path / "report.json").read_text())["levels"][0]
+    assert level["within_budget"], level["budget_failures"]
+    summary = level["summary"]
+    assert (summary["failed"], summary["dropped"], summary["errors"]) == (0, 0, [])
+    assert summary["final_latency"]["n"] == 2
+    assert summary["revision_rate"] == 0.0  # "word word ..." only ever grows, and the final agrees
