@@ -163,21 +163,28 @@ def test_vosk_protocol_as_its_clients_use_it(engine: Engine, clips: list[tuple[n
 
 
 def test_concurrent_clients_each_get_their_own_transcript(engine: Engine, clips: list[tuple[np.ndarray, int]]) -> None:
-    async def scenario() -> tuple[list[Any], str]:
+    """Six streams at once (three vosk, three native) on one batching worker."""
+
+    async def scenario() -> tuple[list[Any], list[Any], str]:
         # A generous batching wait makes windows of different streams share forwards.
         async with running(engine, max_wait_ms=100.0) as server:
-            results = await asyncio.gather(*(vosk_session(server.port, a, r) for a, r in clips * 2))
+            vosk = [vosk_session(server.port, a, r) for a, r in clips]
+            native = [native_session(server.port, a, r) for a, r in clips]
+            results = await asyncio.gather(*vosk, *native)
             _, _, metrics = await http_get(server.port, "/metrics")
-            return results, metrics
+            return results[: len(clips)], results[len(clips) :], metrics
 
-    results, metrics = run(scenario())
-    for (audio, rate), (replies, final, code) in zip(clips * 2, results, strict=True):
-        assert code == 1000
-        assert vosk_texts(replies, final) == joined([f.text for f in reference(engine, audio, rate)])
+    vosk_results, native_results, metrics = run(scenario())
+    for (audio, rate), (replies, final, code), messages in zip(clips, vosk_results, native_results, strict=True):
+        expected = joined([f.text for f in reference(engine, audio, rate)])
+        assert code == 1000 and messages[-1] == {"close": 1000}
+        assert vosk_texts(replies, final) == expected
+        assert joined([m["text"] for m in messages if m.get("type") == "final"]) == expected
     batches = _metric(metrics, "xlsr_batch_size_windows_count")
     windows = _metric(metrics, "xlsr_batch_size_windows_sum")
     assert 0 < batches < windows  # streams were batched together
-    assert _metric(metrics, 'xlsr_sessions_total{outcome="ok",protocol="vosk"}') == 6
+    assert _metric(metrics, 'xlsr_sessions_total{outcome="ok",protocol="vosk"}') == 3
+    assert _metric(metrics, 'xlsr_sessions_total{outcome="ok",protocol="native"}') == 3
 
 
 def _metric(text: str, name: str) -> float:
