@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from websockets.exceptions import ConnectionClosedError, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from streaming.events import Final
 
@@ -25,6 +25,10 @@ from .protocol import NativeStream, ProtocolError, VoskStream, open_stream
 __all__ = ["ClientConfig", "flat_out_rtf", "run_level", "split_blocks"]
 
 logger = logging.getLogger("latency.runner")
+
+# What a stream can fail with: network, handshake (e.g. 503 when the server is
+# full), a close mid-stream, a reply the protocol does not allow, a timeout.
+STREAM_ERRORS = (OSError, WebSocketException, ProtocolError, asyncio.TimeoutError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def split_blocks(samples: np.ndarray, block_samples: int) -> list[np.ndarray]:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionClosedError):
+    if isinstance(exc, ConnectionClosed):
         rcvd = exc.rcvd
         if rcvd is not None:
             return f"server closed the stream: code {rcvd.code} {rcvd.reason!r}"[:200]
@@ -136,6 +140,8 @@ async def _replay(
                 await sender
             finally:
                 sender.cancel()
+                if sender.done() and not sender.cancelled():
+                    sender.exception()  # retrieved: the receiver's error already says what happened
             trace.closed_t = loop.time() - t0
             if not got_final:
                 trace.status, trace.error = "dropped", "connection closed before the final result"
@@ -143,8 +149,7 @@ async def _replay(
                 # Not fatal, but reply lags are then matched to the wrong blocks.
                 trace.error = (f"vosk protocol: {trace.replies} replies to {trace.blocks_sent} "
                                "audio messages + eof (expected one each)")
-    except (OSError, InvalidHandshake, InvalidURI, ConnectionClosedError, ProtocolError,
-            asyncio.TimeoutError, TimeoutError) as exc:
+    except STREAM_ERRORS as exc:
         trace.status = "dropped" if connected else "failed"
         trace.error = ("while connecting: " if not connected else "") + _describe(exc)
     return trace
@@ -196,8 +201,7 @@ async def flat_out_rtf(config: ClientConfig, samples: np.ndarray, concurrency: i
                 finally:
                     sender.cancel()
                 return start, loop.time()
-        except (OSError, InvalidHandshake, ConnectionClosedError, ProtocolError,
-                asyncio.TimeoutError, TimeoutError) as exc:
+        except STREAM_ERRORS as exc:
             logger.warning("flat-out stream failed: %s", _describe(exc))
             return None
 

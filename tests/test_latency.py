@@ -356,7 +356,7 @@ def test_lab_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @contextlib.contextmanager
-def vosk_server_lookalike() -> Iterator[str]:
+def vosk_server_lookalike(*, fail_after: int | None = None) -> Iterator[str]:
     """The wire behaviour of vosk-server's asr_server.py (which cannot run here: no vosk model).
 
     Like the original it recognises end of stream only by the exact text
@@ -376,6 +376,9 @@ def vosk_server_lookalike() -> Iterator[str]:
                 await ws.send(json.dumps({"text": " ".join(["word"] * (count // 5)), "result": words}))
                 break
             count += 1
+            if count == fail_after:
+                await ws.close(1011, "recognizer crashed")
+                return
             await ws.send(json.dumps({"partial": " ".join(["word"] * (count // 5))}))
 
     ready = threading.Event()
@@ -412,3 +415,16 @@ def test_lab_works_against_a_vosk_server(tmp_path: Path) -> None:
     assert (summary["failed"], summary["dropped"], summary["errors"]) == (0, 0, [])
     assert summary["final_latency"]["n"] == 2
     assert summary["revision_rate"] == 0.0  # "word word ..." only ever grows, and the final agrees
+
+
+def test_lab_counts_a_stream_the_server_drops(tmp_path: Path) -> None:
+    from latency.lab import main
+
+    with vosk_server_lookalike(fail_after=5) as url:
+        code = main(["--server", url, "--audio", str(SPEECH), "--no-reference", "--concurrency", "1",
+                     "--no-rtf", "--no-plots", "--out-dir", str(tmp_path)])
+    assert code == 0
+    level = json.loads((tmp_path / "report.json").read_text())["levels"][0]
+    assert not level["within_budget"]
+    assert level["summary"]["dropped"] == 1
+    assert level["streams"][0]["error"] == "server closed the stream: code 1011 'recognizer crashed'"
