@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
 from demos.captions import CaptionRenderer, JsonLog, SubtitleWriter
 from latency.protocol import ProtocolError
@@ -361,11 +361,14 @@ class ServerBackend:
         from latency.protocol import open_stream
 
         async with open_stream(self.url, self.protocol, 16_000, open_timeout=self.open_timeout) as stream:
+            eof_sent = False
 
             async def send() -> None:
+                nonlocal eof_sent
                 async for block in blocks:
                     await stream.send_audio(block)
                 await stream.send_eof()
+                eof_sent = True
 
             async def receive() -> None:
                 async for event in stream.replies():
@@ -378,6 +381,13 @@ class ServerBackend:
                 for task in done:
                     task.result()  # re-raise a failure of either half
                 await receiver
+                if not eof_sent:
+                    raise ConnectionClosedOK(None, None)
+            except ConnectionClosedOK:  # a clean close before our eof: a session limit, a shutdown
+                ws = stream.websocket
+                reason = f" {ws.close_reason}" if ws.close_reason else ""
+                raise MicError(f"the server ended the stream before the audio did "
+                               f"(close code {ws.close_code}{reason})") from None
             finally:
                 sender.cancel()
                 receiver.cancel()

@@ -356,7 +356,7 @@ def test_lab_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @contextlib.contextmanager
-def vosk_server_lookalike(*, fail_after: int | None = None) -> Iterator[str]:
+def vosk_server_lookalike(*, fail_after: int | None = None, close_code: int = 1011) -> Iterator[str]:
     """The wire behaviour of vosk-server's asr_server.py (which cannot run here: no vosk model).
 
     Like the original it recognises end of stream only by the exact text
@@ -377,7 +377,7 @@ def vosk_server_lookalike(*, fail_after: int | None = None) -> Iterator[str]:
                 break
             count += 1
             if count == fail_after:
-                await ws.close(1011, "recognizer crashed")
+                await ws.close(close_code, "recognizer crashed" if close_code == 1011 else "session limit")
                 return
             await ws.send(json.dumps({"partial": " ".join(["word"] * (count // 5))}))
 

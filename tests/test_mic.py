@@ -27,7 +27,7 @@ import pytest
 import soundfile as sf
 import soxr
 import test_latency
-from test_latency import SPEECH, running_server
+from test_latency import SPEECH, running_server, vosk_server_lookalike
 
 from demos.captions import (
     ERASE_LINE,
@@ -283,6 +283,21 @@ def test_mic_input_file_replays_at_real_time_pace_to_a_real_server(
     lines = out.splitlines()
     assert lines and all(CAPTION.match(line) for line in lines), out
     assert ERASE_LINE not in out
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    (1000, "the server ended the stream before the audio did (close code 1000 session limit)"),
+    (1011, "received 1011 (internal error) recognizer crashed"),
+])
+def test_mic_says_when_the_server_ends_the_stream(
+    code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from demos.mic import main
+
+    with vosk_server_lookalike(fail_after=3, close_code=code) as url:
+        assert main(["--input-file", str(SPEECH), "--speed", "0", "--server", url]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_mic_says_when_the_server_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
