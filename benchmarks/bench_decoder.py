@@ -93,8 +93,8 @@ def run(seconds: Sequence[float], chunk: int, beam_width: int, use_lm: bool, red
     identical = True
     for mark in marks:
         end = int(mark * FRAMES_PER_SECOND)
-        # the chunks in the last second or so before this mark (at least 3 chunks)
-        span_start = max(previous, end - max(3 * chunk, FRAMES_PER_SECOND))
+        # the chunks of the last 5 s before this mark (at least 3 chunks): averages out timer noise
+        span_start = max(previous, end - max(3 * chunk, 5 * FRAMES_PER_SECOND))
         in_span = [t for frame, t in times if span_start < frame <= end]
         redecode_ms = None
         if reference is not None:
