@@ -144,6 +144,7 @@ class StreamDriver:
                 self._submit(requests)
         finally:
             self._pumping = False
+        await self._notify()  # waiters check "nothing pending" too
 
     async def reset(self) -> None:
         await self._flush(lambda rec: rec.reset())
