@@ -43,7 +43,6 @@ __all__ = [
 ERASE_LINE = "\r\x1b[2K"
 
 
-
 @dataclass(frozen=True)
 class SubtitleLayout:
     """How finals are cut into subtitle cues (the BBC and Netflix guidelines' numbers)."""
@@ -93,7 +92,9 @@ def format_clock(seconds: float) -> str:
 
 
 def srt_time(seconds: float) -> str:
-    """>>> srt_time(3723.4567)
+    """SubRip time: comma before the milliseconds.
+
+    >>> srt_time(3723.4567)
     '01:02:03,457'
     """
     h, m, s, ms = _split(seconds)
@@ -101,7 +102,9 @@ def srt_time(seconds: float) -> str:
 
 
 def vtt_time(seconds: float) -> str:
-    """>>> vtt_time(1.5)
+    """WebVTT time: dot before the milliseconds.
+
+    >>> vtt_time(1.5)
     '00:00:01.500'
     """
     h, m, s, ms = _split(seconds)
@@ -178,7 +181,7 @@ def cues_from_final(final: Final, layout: SubtitleLayout = SubtitleLayout()) -> 
         group.append(word)
     flush()
     # A cue stretched to the minimum must not run into the next one.
-    fixed = []
+    fixed: list[Cue] = []
     for cue, nxt in zip(cues, cues[1:] + [None], strict=True):
         end = cue.end if nxt is None else min(cue.end, nxt.start)
         fixed.append(Cue(cue.start, max(end, cue.start + 0.001), cue.lines))
@@ -188,11 +191,8 @@ def cues_from_final(final: Final, layout: SubtitleLayout = SubtitleLayout()) -> 
 def srt_document(cues: Sequence[Cue]) -> str:
     """SubRip: numbered blocks, comma before milliseconds.
 
-    >>> print(srt_document([Cue(0.5, 1.25, ("hello",))]), end="")
-    1
-    00:00:00,500 --> 00:00:01,250
-    hello
-    <BLANKLINE>
+    >>> srt_document([Cue(0.5, 1.25, ("hello",)), Cue(2.0, 3.0, ("world",))])
+    '1\\n00:00:00,500 --> 00:00:01,250\\nhello\\n\\n2\\n00:00:02,000 --> 00:00:03,000\\nworld\\n'
     """
     blocks = [
         f"{i}\n{srt_time(c.start)} --> {srt_time(c.end)}\n" + "\n".join(c.lines) + "\n"
@@ -204,12 +204,8 @@ def srt_document(cues: Sequence[Cue]) -> str:
 def webvtt_document(cues: Sequence[Cue]) -> str:
     """WebVTT: a header, dot before milliseconds; "-->" must not appear in text.
 
-    >>> print(webvtt_document([Cue(0.5, 1.25, ("hello",))]), end="")
-    WEBVTT
-    <BLANKLINE>
-    00:00:00.500 --> 00:00:01.250
-    hello
-    <BLANKLINE>
+    >>> webvtt_document([Cue(0.5, 1.25, ("hello",))])
+    'WEBVTT\\n\\n00:00:00.500 --> 00:00:01.250\\nhello\\n'
     """
     out = ["WEBVTT\n"]
     for c in cues:

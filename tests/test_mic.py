@@ -9,6 +9,7 @@ random) and the server are real.
 from __future__ import annotations
 
 import asyncio
+import doctest
 import importlib.abc
 import io
 import json
@@ -56,6 +57,14 @@ def final(text: str, start: float, end: float, words: tuple[Word, ...] = (), seg
 
 
 # ---------------------------------------------------------------- captions
+def test_docstring_examples() -> None:
+    import demos.captions
+    import demos.mic
+
+    for module in (demos.captions, demos.mic):
+        assert doctest.testmod(module).failed == 0
+
+
 def test_renderer_rewrites_the_partial_in_place_and_commits_finals() -> None:
     out = io.StringIO()
     r = CaptionRenderer(out, partials=True, width=60)
