@@ -6,8 +6,9 @@ Steps:
    end time: the reference that partial delays are measured against.
 2. For each concurrency level, run that many clients that replay the audio
    at real-time pace over websocket and timestamp every reply
-   (:mod:`latency.runner`); then, unless ``--no-rtf``, send the same streams
-   flat out to measure the server's real-time factor at that load.
+   (:mod:`latency.runner`), reading our server's /metrics before and after
+   (its compute per audio second); then, unless ``--no-rtf``, send the same
+   streams flat out to measure the throughput real-time factor at that load.
 3. Pool the traces into percentiles (:mod:`latency.metrics`), check the
    budget, pick the next level (double, then bisect), until the largest
    level within budget is known.
@@ -38,6 +39,7 @@ from .metrics import Budget, CapacitySearch, budget_failures, summarize_level
 from .protocol import PROTOCOLS, ProtocolError, open_stream, stream_url
 from .report import LevelResult, Report, format_table, write_plots
 from .runner import ClientConfig, flat_out_rtf, run_level
+from .server_metrics import compute_rtf, scrape
 
 __all__ = ["build_parser", "load_audio_16k", "main", "reference_words"]
 
@@ -206,9 +208,12 @@ async def run_sweep(
         if report.levels:
             await asyncio.sleep(settle_s)
         started = time.monotonic()
+        before = await scrape(config.url)
         traces = await run_level(config, samples, level)
+        compute = compute_rtf(before, await scrape(config.url))
         level_rtf = await flat_out_rtf(config, samples, level) if rtf else None
-        summary = summarize_level(level, traces, report.reference, report.speech_end, rtf=level_rtf)
+        summary = summarize_level(level, traces, report.reference, report.speech_end, rtf=level_rtf,
+                                  compute_rtf=compute)
         result = LevelResult(summary, traces, budget_failures(summary, report.budget))
         report.levels.append(result)
         if search is not None:

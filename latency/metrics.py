@@ -310,7 +310,8 @@ class LevelSummary:
     revision_rate: float | None
     updates_with_revision: float | None  # fraction of transcript updates that took a word back
     send_lateness_max: float  # > a block: the clients, not the server, fell behind
-    rtf: float | None = None  # server compute seconds per audio second at this concurrency (flat-out run)
+    rtf: float | None = None  # wall / audio seconds when the same streams are sent flat out
+    compute_rtf: float | None = None  # the server's own compute / audio seconds during the real-time run
     errors: tuple[str, ...] = ()
 
 
@@ -321,6 +322,7 @@ def summarize_level(
     speech_end: float,
     *,
     rtf: float | None = None,
+    compute_rtf: float | None = None,
 ) -> LevelSummary:
     """Pool every stream of one level into percentiles and counts."""
     ttfp: list[float | None] = []
@@ -360,6 +362,7 @@ def summarize_level(
         updates_with_revision=None if total.updates == 0 else total.updates_with_revision / total.updates,
         send_lateness_max=max((t.send_lateness for t in traces), default=0.0),
         rtf=rtf,
+        compute_rtf=compute_rtf,
         errors=tuple(sorted({t.error for t in traces if t.error})),
     )
 

@@ -118,7 +118,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     """One row per concurrency level; latencies in seconds as p50/p90/p99."""
     q = "/".join(f"p{p}" for p in PERCENTILES)
     header = ["streams", "ok", "failed", "dropped", f"first partial {q}", f"partial delay {q}",
-              f"final latency {q}", f"reply lag {q}", "RTF", "revised", "budget"]
+              f"final latency {q}", f"reply lag {q}", "RTF", "cRTF", "revised", "budget"]
     rows = [header]
     levels = sorted(levels, key=lambda lv: lv.summary.concurrency)
     for level in levels:
@@ -133,12 +133,15 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
             _triple(s.final_latency),
             _triple(s.reply_lag),
             "-" if s.rtf is None else f"{s.rtf:.3f}",
+            "-" if s.compute_rtf is None else f"{s.compute_rtf:.3f}",
             "-" if s.revision_rate is None else f"{100 * s.revision_rate:.0f}%",
             "ok" if level.holds else "MISS",
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("(RTF: wall/audio seconds of the same streams sent flat out; cRTF: the server's "
+                 "forward+decode seconds per audio second during the real-time run, from its /metrics)")
     lines.append(
         f"(seconds; budget: p{budget.percentile} partial delay <= {budget.partial_s:g} s, "
         f"p{budget.percentile} final latency <= {budget.final_s:g} s, "
@@ -190,10 +193,11 @@ def write_plots(report: Report, out_dir: Path) -> list[Path]:
     ax.set_title(f"Latency vs concurrency ({report.protocol} @ {report.server})")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    rtfs = [lv.summary.rtf for lv in levels]
-    if any(r is not None for r in rtfs):
-        ax_rtf.plot(xs, [float("nan") if r is None else r for r in rtfs], "-o", color="tab:purple",
-                    label="server RTF")
+    for attr, label, color in (("rtf", "RTF (flat-out)", "tab:purple"),
+                               ("compute_rtf", "compute RTF (server /metrics)", "tab:brown")):
+        rtfs = [getattr(lv.summary, attr) for lv in levels]
+        if any(r is not None for r in rtfs):
+            ax_rtf.plot(xs, [float("nan") if r is None else r for r in rtfs], "-o", color=color, label=label)
     bad = [lv.summary.failed + lv.summary.dropped for lv in levels]
     ax_rtf.bar(xs, [b / max(1, lv.summary.streams) for b, lv in zip(bad, levels, strict=True)],
                color="tab:red", alpha=0.4, label="failed/dropped fraction")

@@ -20,6 +20,7 @@ import latency.metrics
 import latency.protocol
 import latency.report
 import latency.runner
+import latency.server_metrics
 from latency.metrics import (
     Budget,
     CapacitySearch,
@@ -58,7 +59,9 @@ REF = [
 ]
 
 
-@pytest.mark.parametrize("module", [latency.metrics, latency.protocol, latency.report, latency.runner])
+@pytest.mark.parametrize(
+    "module", [latency.metrics, latency.protocol, latency.report, latency.runner, latency.server_metrics]
+)
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0
@@ -307,6 +310,7 @@ def test_lab_sweeps_a_real_server_and_reports_failures(
     assert 0 < s1["time_to_first_partial"]["p50"] < 5
     assert s1["final_latency"]["n"] == 1
     assert s1["rtf"] is not None and 0 < s1["rtf"] < 1
+    assert s1["compute_rtf"] is not None and 0 < s1["compute_rtf"] < 1  # from the server's /metrics
     stream = one["streams"][0]
     assert stream["replies"] == stream["blocks_sent"] + 1  # vosk: one reply per block, then the final
     assert stream["events"][-1]["type"] == "final"
@@ -415,6 +419,7 @@ def test_lab_works_against_a_vosk_server(tmp_path: Path) -> None:
     assert (summary["failed"], summary["dropped"], summary["errors"]) == (0, 0, [])
     assert summary["final_latency"]["n"] == 2
     assert summary["revision_rate"] == 0.0  # "word word ..." only ever grows, and the final agrees
+    assert summary["compute_rtf"] is None  # no /metrics there
 
 
 def test_lab_counts_a_stream_the_server_drops(tmp_path: Path) -> None:

@@ -1,0 +1,99 @@
+"""Server-side compute per audio second, from our server's Prometheus ``/metrics``.
+
+The flat-out run (``runner.flat_out_rtf``) measures throughput from outside;
+this reads what the server itself spent while the real-time clients ran:
+
+    compute RTF = (forward seconds + decode seconds) / audio seconds received
+
+between a scrape before and one after a level.  Only our server has these
+counters; against another vosk server the scrape fails and the figure is None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["ComputeCounters", "compute_rtf", "metrics_url", "parse_counters", "scrape"]
+
+# Sample names as our server exports them (server/metrics.py): histogram sums and a counter.
+FORWARD = "xlsr_forward_seconds_sum"
+DECODE = "xlsr_decode_seconds_sum"
+AUDIO = "xlsr_audio_seconds_total"
+
+
+@dataclass(frozen=True)
+class ComputeCounters:
+    forward_s: float  # wall seconds inside batched model forwards
+    decode_s: float  # wall seconds decoding window outputs (beam search, LM)
+    audio_s: float  # seconds of audio received from all clients
+
+
+def metrics_url(url: str) -> str:
+    """The /metrics endpoint of the server a stream URL points at.
+
+    >>> metrics_url("ws://127.0.0.1:2700/v1/stream")
+    'http://127.0.0.1:2700/metrics'
+    >>> metrics_url("wss://asr.example:443")
+    'https://asr.example:443/metrics'
+    """
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{'https' if scheme == 'wss' else 'http'}://{host}/metrics"
+
+
+def _sum_samples(lines: Iterable[str], name: str) -> float | None:
+    total: float | None = None
+    for line in lines:
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def parse_counters(text: str) -> ComputeCounters | None:
+    """The three counters from Prometheus text (labels summed); None if any is missing.
+
+    >>> parse_counters("xlsr_forward_seconds_sum 1.5\\nxlsr_decode_seconds_sum 0.5\\n"
+    ...                'xlsr_audio_seconds_total{a="b"} 20.0\\n')
+    ComputeCounters(forward_s=1.5, decode_s=0.5, audio_s=20.0)
+    >>> parse_counters("# nothing of ours") is None
+    True
+    """
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    values = [_sum_samples(lines, name) for name in (FORWARD, DECODE, AUDIO)]
+    if any(v is None for v in values):
+        return None
+    forward, decode, audio = (float(v) for v in values if v is not None)
+    return ComputeCounters(forward, decode, audio)
+
+
+def compute_rtf(before: ComputeCounters | None, after: ComputeCounters | None) -> float | None:
+    """Compute seconds per audio second between two scrapes.
+
+    Worked example: 3 s of forwards and 1 s of decoding for 40 s of audio: 0.1.
+
+    >>> compute_rtf(ComputeCounters(1, 1, 10), ComputeCounters(4, 2, 50))
+    0.1
+    """
+    if before is None or after is None:
+        return None
+    audio = after.audio_s - before.audio_s
+    if audio <= 0:
+        return None
+    return ((after.forward_s - before.forward_s) + (after.decode_s - before.decode_s)) / audio
+
+
+async def scrape(url: str, *, timeout_s: float = 5.0) -> ComputeCounters | None:
+    """Read the counters of the server behind ``url``; None when it has no such endpoint."""
+
+    def get() -> str:
+        with urllib.request.urlopen(metrics_url(url), timeout=timeout_s) as response:
+            return str(response.read(1 << 22).decode("utf-8", "replace"))
+
+    try:
+        return parse_counters(await asyncio.to_thread(get))
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
