@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 ERASE_LINE = "\r\x1b[2K"
+DIM = "\x1b[2m"
+RESET = "\x1b[0m"
 
 
 @dataclass(frozen=True)
@@ -289,11 +291,16 @@ class CaptionRenderer:
 
     With ``partials=False`` (output is not a terminal, e.g. piped to a file)
     only finals are written, one line each, so the output stays clean text.
+    With ``color=True`` the part of a partial that may still change is dim and
+    its stable prefix (``Partial.stable_text``) normal, so readers see what is settled.
     """
 
-    def __init__(self, out: TextIO, *, partials: bool = True, width: int | None = None) -> None:
+    def __init__(
+        self, out: TextIO, *, partials: bool = True, width: int | None = None, color: bool = False
+    ) -> None:
         self.out = out
         self.partials = partials
+        self.color = color
         self.width = width or shutil.get_terminal_size((100, 24)).columns
         self._partial_shown = False
         self._last_partial: str | None = None
@@ -326,10 +333,17 @@ class CaptionRenderer:
         if head + text == self._last_partial:
             return  # vosk servers repeat the partial once per audio block
         self._last_partial = head + text
-        room = max(10, self.width - len(head) - 1)
+        stable = partial.stable_text.strip()
+        settled = len(stable) if self.color and stable and text.startswith(stable) else 0
+        room = max(10, self.width - len(head) - 1)  # one line: a wrapped partial cannot be erased
         if len(text) > room:
-            text = "..." + text[-(room - 3):]
-        self.out.write(ERASE_LINE + (head + text if text else ""))
+            cut = len(text) - (room - 3)
+            text = "..." + text[cut:]
+            settled = 3 + settled - cut if settled > cut else 0
+        body = text
+        if self.color and text[settled:]:
+            body = text[:settled] + DIM + text[settled:] + RESET
+        self.out.write(ERASE_LINE + (head + body if text else ""))
         self.out.flush()
         self._partial_shown = bool(text)
 
@@ -343,7 +357,8 @@ class CaptionRenderer:
 def terminal_lines(output: str) -> list[str]:
     """What a terminal shows after ``output``: applies ``\\r``, erase-line and newlines.
 
-    Only the control sequences :class:`CaptionRenderer` writes are understood.
+    Only the control sequences :class:`CaptionRenderer` writes are understood;
+    colours are dropped.
 
     >>> terminal_lines("[a] one\\n" + ERASE_LINE + "par" + ERASE_LINE + "partial")
     ['[a] one', 'partial']
@@ -354,6 +369,8 @@ def terminal_lines(output: str) -> list[str]:
         if output.startswith("\x1b[2K", i):
             lines[-1] = ""
             i += 4
+        elif output.startswith("\x1b[", i):  # colours (SGR): invisible
+            i = output.index("m", i) + 1
         elif output[i] == "\r":
             lines[-1] = ""  # our renderer always erases after a carriage return
             i += 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -436,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("captions output")
     out.add_argument("--partials", choices=("auto", "on", "off"), default="auto",
                      help="show the changing partial line (auto: only on a terminal)")
+    out.add_argument("--color", choices=("auto", "on", "off"), default="auto",
+                     help="dim the still-changing end of a partial (auto: on a terminal, unless NO_COLOR is set)")
     out.add_argument("--srt", type=Path, default=None, metavar="PATH",
                      help="write finals as SRT subtitles")
     out.add_argument("--vtt", type=Path, default=None, metavar="PATH",
@@ -523,8 +526,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: loading the model ...", file=sys.stderr, flush=True)
             backend = EngineBackend(engine_from_args(args))
 
-        show_partials = args.partials == "on" or (args.partials == "auto" and sys.stdout.isatty())
-        renderer = CaptionRenderer(sys.stdout, partials=show_partials)
+        tty = sys.stdout.isatty()
+        show_partials = args.partials == "on" or (args.partials == "auto" and tty)
+        color = args.color == "on" or (args.color == "auto" and tty and not os.environ.get("NO_COLOR"))
+        renderer = CaptionRenderer(sys.stdout, partials=show_partials, color=color)
         if args.srt or args.vtt:
             subtitles = SubtitleWriter(srt=args.srt, vtt=args.vtt)
         if args.json_log:

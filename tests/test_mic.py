@@ -88,6 +88,17 @@ def test_renderer_rewrites_the_partial_in_place_and_commits_finals() -> None:
     assert shown.startswith("[00:04.00 ...] ...x") and len(shown) <= 60
 
 
+def test_renderer_dims_the_part_of_a_partial_that_may_change() -> None:
+    out = io.StringIO()
+    r = CaptionRenderer(out, partials=True, width=40, color=True)
+    r.show(Partial("the cat sat", "the cat", 0, 0.0, 1.0))
+    assert out.getvalue() == ERASE_LINE + "[00:00.00 ...] the cat\x1b[2m sat\x1b[0m"
+    r.show(Partial("the cat sat on the mat today", "the cat sat on", 0, 0.0, 2.0))  # truncated to 40
+    last = out.getvalue().rsplit(ERASE_LINE, 1)[1]
+    assert last == "[00:00.00 ...] ... sat on\x1b[2m the mat today\x1b[0m"
+    assert terminal_lines(out.getvalue()) == ["[00:00.00 ...] ... sat on the mat today"]
+
+
 def test_renderer_without_partials_writes_plain_lines() -> None:
     out = io.StringIO()
     r = CaptionRenderer(out, partials=False)
