@@ -11,7 +11,7 @@ Usage::
 """
 
 from .acoustic_model import AcousticModel, ModelInfo, load_model
-from .decoder import DecodedWord, DecoderConfig, Hypothesis, build_decoder
+from .decoder import BeamSearchDecoder, DecodedWord, DecoderConfig, GreedyDecoder, Hypothesis, build_decoder
 from .endpointing import EndpointConfig
 from .errors import (
     AudioError,
@@ -22,7 +22,7 @@ from .errors import (
     VocabularyError,
 )
 from .events import Event, Final, Partial, Word
-from .language_model import LanguageModel, load_language_model
+from .language_model import LanguageModel, LanguageModelConfig, load_language_model
 from .recognizer import DEFAULT_MODEL_DIR, Engine, Recognizer, default_model_path
 from .stitching import WindowOutput, WindowRequest
 from .windows import WindowConfig
@@ -33,14 +33,17 @@ __all__ = [
     "DEFAULT_MODEL_DIR",
     "AcousticModel",
     "AudioError",
+    "BeamSearchDecoder",
     "DecodedWord",
     "DecoderConfig",
     "EndpointConfig",
     "Engine",
     "Event",
     "Final",
+    "GreedyDecoder",
     "Hypothesis",
     "LanguageModel",
+    "LanguageModelConfig",
     "LanguageModelError",
     "ModelInfo",
     "ModelLoadError",

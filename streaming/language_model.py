@@ -28,13 +28,14 @@ specials (``"<s>"``, ``"</s>"``) stay as they are.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,22 @@ class LanguageModelConfig:
             raise ValueError(f"unk_score_offset must be a finite number <= 0, got {self.unk_score_offset!r}")
 
 
+class _DropLengthWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "entries of length > 1" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_pyctcdecode_alphabet() -> Iterator[None]:
+    log = logging.getLogger("pyctcdecode.alphabet")
+    flt = _DropLengthWarning()
+    log.addFilter(flt)
+    try:
+        yield
+    finally:
+        log.removeFilter(flt)
+
+
 def build_labels(vocab: Sequence[str]) -> tuple[str, ...]:
     """Decoder labels for a wav2vec2 vocabulary (index order), as Wav2Vec2ProcessorWithLM builds them.
 
@@ -114,7 +131,10 @@ def build_labels(vocab: Sequence[str]) -> tuple[str, ...]:
     if duplicates:
         raise VocabularyError(f"vocabulary has duplicate tokens: {duplicates}")
     try:
-        alphabet = Alphabet.build_alphabet(tokens)
+        # "<s>"/"</s>" are multi-character tokens in every wav2vec2 vocabulary;
+        # pyctcdecode warns about them each time, which says nothing to our users.
+        with _quiet_pyctcdecode_alphabet():
+            alphabet = Alphabet.build_alphabet(tokens)
     except ValueError as exc:
         raise VocabularyError(f"vocabulary is not a usable CTC alphabet: {exc}") from exc
     if alphabet.is_bpe:
