@@ -134,21 +134,34 @@ def contained_words(hypothesis: Sequence[str], reference: Sequence[str]) -> list
 
 
 def word_arrivals(
-    timeline: Sequence[tuple[float, Sequence[str]]], reference: Sequence[str]
+    timeline: Sequence[tuple[float, Sequence[str]]],
+    reference: Sequence[str],
+    starts: Sequence[float] | None = None,
 ) -> list[float | None]:
     """For each reference word, when a reply first contained it (None: never).
 
+    ``starts`` (seconds into the audio) keeps matching causal: a reply at
+    time t can only contain reference words that had begun by then, since
+    at real-time pace no later audio had been sent.  Without it, an early
+    "a" in a hypothesis could be matched to a reference "a" spoken seconds
+    later and give a negative delay.
+
     >>> word_arrivals([(1.0, ("the",)), (2.0, ("the", "cat"))], ["the", "cat", "sat"])
     [1.0, 2.0, None]
+    >>> word_arrivals([(1.0, ("a",)), (3.0, ("a", "b", "a"))], ["a", "b", "a"], starts=[0.2, 1.5, 2.0])
+    [1.0, 3.0, 3.0]
     """
+    if starts is not None and len(starts) != len(reference):
+        raise ValueError(f"{len(starts)} start times for {len(reference)} reference words")
     arrivals: list[float | None] = [None] * len(reference)
-    previous: tuple[str, ...] | None = None
+    previous: tuple[tuple[str, ...], int] | None = None
     for t, words in timeline:
-        words = tuple(words)
-        if words == previous:
+        begun = len(reference) if starts is None else sum(1 for s in starts if s < t)
+        key = (tuple(words), begun)
+        if key == previous:
             continue
-        previous = words
-        for k, hit in enumerate(contained_words(words, reference)):
+        previous = key
+        for k, hit in enumerate(contained_words(key[0], reference[:begun])):
             if hit and arrivals[k] is None:
                 arrivals[k] = t
     return arrivals
@@ -166,7 +179,7 @@ def partial_delays(
     >>> [None if d is None else round(d, 2) for d in partial_delays([(1.5, ("hello",))], ref)]
     [0.88, None]
     """
-    arrivals = word_arrivals(timeline, [w.text for w in reference])
+    arrivals = word_arrivals(timeline, [w.text for w in reference], [w.start for w in reference])
     return [None if a is None else a - w.end for a, w in zip(arrivals, reference, strict=True)]
 
 

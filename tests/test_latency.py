@@ -81,6 +81,16 @@ def test_partial_delay_is_none_for_words_never_shown_and_a_revised_word_keeps_it
     assert delays[2:] == [None, None]
 
 
+def test_partial_delay_never_matches_a_word_before_its_audio_was_sent() -> None:
+    ref = [Word("a", 0.2, 0.4, 1.0), Word("b", 1.0, 1.5, 1.0), Word("a", 5.0, 5.2, 1.0)]
+    # At 2.0 s the hypothesis has two "a"s (one misrecognised); the second reference
+    # "a" starts at 5.0 s, so only a reply after that can contain it.
+    events = [P(0.9, "a"), P(2.0, "a b a"), P(4.9, "a b a")]
+    assert partial_delays(hypothesis_timeline(events), ref) == pytest.approx([0.5, 0.5, None])
+    events.append(P(5.6, "a b a"))  # the same text, but now the second "a" has been spoken
+    assert partial_delays(hypothesis_timeline(events), ref)[2] == pytest.approx(0.4)
+
+
 def test_contained_words_matches_in_order_not_as_a_bag() -> None:
     # "cat" appears, but only after where "the" should be: the LCS keeps one of them.
     assert contained_words(["cat", "the"], ["the", "cat"]).count(True) == 1
