@@ -2,8 +2,10 @@
 
 Sets: ``librivox`` (the 5 real LibriVox clips from pocketsphinx-testdata; dev only, never
 trained on) and any folder holding ``transcripts.tsv`` (``filename<TAB>reference``) plus audio,
-by default the held-out synthetic set ``$XLSR_RECIPE_DIR/eval/synth-dev``. Once the engine CLI
-is in place, ``xlsr-stream eval DIR`` measures the same folders through the streaming path.
+by default the held-out synthetic set ``$XLSR_RECIPE_DIR/eval/synth-dev``. The engine CLI measures
+the same folders through the streaming path (windows, running normalisation, LM):
+``xlsr-stream eval $XLSR_RECIPE_DIR/eval/synth-dev`` and, after ``--write-librivox-folder``,
+``xlsr-stream eval $XLSR_RECIPE_DIR/eval/librivox``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,22 @@ import json
 from pathlib import Path
 
 from common import cache_dir
+
+
+def librivox_folder() -> Path:
+    """The LibriVox dev clips as a transcripts.tsv folder (symlinks), for ``xlsr-stream eval``."""
+    from train import librivox_set
+
+    out = cache_dir() / "eval" / "librivox"
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for path, ref in librivox_set():
+        link = out / Path(path).name
+        if not link.exists():
+            link.symlink_to(path)
+        lines.append(f"{link.name}\t{ref}")
+    (out / "transcripts.tsv").write_text("\n".join(lines) + "\n")
+    return out
 
 
 def evaluate_model_dir(model_dir: Path, folders: list[Path] | None = None, limit: int = 0,
@@ -37,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", type=Path, nargs="*", default=None,
                     help="folders with transcripts.tsv (default: $XLSR_RECIPE_DIR/eval/synth-dev)")
     ap.add_argument("--limit", type=int, default=0, help="at most N utterances per folder (0: all)")
+    ap.add_argument("--write-librivox-folder", action="store_true",
+                    help="also write $XLSR_RECIPE_DIR/eval/librivox (for `xlsr-stream eval`) and exit")
     args = ap.parse_args(argv)
+    if args.write_librivox_folder:
+        print(librivox_folder())
+        return 0
     res = evaluate_model_dir(args.model, args.sets, args.limit)
     for name, r in res.items():
         print(f"{name:12s} n={r['n']:4d}  WER {100 * r['wer']:6.2f}%  CER {100 * r['cer']:6.2f}%")

@@ -33,7 +33,8 @@ start_bg() {  # start_bg NAME NICE SCRIPT ARGS...
     echo "$name already running (pid $(cat "$pidf"))"
     return
   fi
-  setsid nohup nice -n "$niceness" "$PY" "$@" >> "$CACHE/logs/$name.out" 2>&1 < /dev/null &
+  # few malloc arenas: the loader thread's variable-size arrays otherwise fragment RSS upwards
+  MALLOC_ARENA_MAX=2 setsid nohup nice -n "$niceness" "$PY" "$@" >> "$CACHE/logs/$name.out" 2>&1 < /dev/null &
   echo $! > "$pidf"
   echo "started $name (pid $!), log $CACHE/logs/$name.out"
 }
