@@ -30,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from websockets.exceptions import WebSocketException
 
 from streaming.audio import StreamResampler
 from streaming.errors import StreamingError
@@ -178,7 +179,7 @@ async def _preflight(config: ClientConfig) -> None:
             f"cannot stream to {stream_url(config.url, config.protocol)} ({type(exc).__name__}: {exc}); "
             "is the server running? start ours with `xlsr-stream serve`, or pass --server"
         ) from exc
-    except Exception as exc:  # websockets handshake errors and closes
+    except WebSocketException as exc:  # refused handshake (503, 401, wrong path), close instead of a final
         raise ConnectionError(
             f"{stream_url(config.url, config.protocol)} did not accept a {config.protocol} stream: {exc}"
         ) from exc

@@ -359,6 +359,18 @@ def test_lab_says_when_no_server_listens(tmp_path: Path, capsys: pytest.CaptureF
     assert "Traceback" not in err
 
 
+def test_lab_says_when_the_server_refuses_the_stream(
+    server_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latency.lab import main
+
+    code = main(["--server", server_url + "/no-such-endpoint", "--audio", str(SPEECH), "--no-reference",
+                 "--concurrency", "1", "--out-dir", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "/no-such-endpoint did not accept a vosk stream" in err and "404" in err
+
+
 def test_lab_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     from latency.lab import main
 
