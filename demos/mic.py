@@ -32,7 +32,7 @@ import numpy as np
 from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
 from demos.captions import CaptionRenderer, JsonLog, SubtitleWriter
-from latency.protocol import ProtocolError
+from latency.protocol import ProtocolError, open_stream, stream_url
 from streaming.audio import StreamResampler
 from streaming.errors import StreamingError
 from streaming.events import Event, Final
@@ -353,14 +353,10 @@ class ServerBackend:
     """Stream to a websocket server and show what it sends back."""
 
     def __init__(self, url: str, protocol: str, *, open_timeout: float = 10.0) -> None:
-        from latency.protocol import stream_url
-
         self.url, self.protocol, self.open_timeout = url, protocol, open_timeout
         self.description = f"server {stream_url(url, protocol)} ({protocol} protocol)"
 
     async def run(self, blocks: AsyncIterator[np.ndarray], emit: Emit) -> None:
-        from latency.protocol import open_stream
-
         async with open_stream(self.url, self.protocol, 16_000, open_timeout=self.open_timeout) as stream:
             eof_sent = False
 
@@ -556,9 +552,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StreamingError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncio.TimeoutError, ProtocolError, WebSocketException) as exc:
-        where = f"server {args.server}" if args.server else "audio"
-        print(f"{PROG}: error: {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if getattr(exc, "filename", None):  # an output file: --srt, --vtt, --json-log
+            print(f"{PROG}: error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        else:  # the network: refused, unreachable, reset
+            print(f"{PROG}: error: server {args.server}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except (asyncio.TimeoutError, ProtocolError, WebSocketException) as exc:
+        print(f"{PROG}: error: server {args.server}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: aborted", file=sys.stderr)

@@ -320,6 +320,15 @@ def test_mic_says_when_the_server_ends_the_stream(
     assert message in err and "Traceback" not in err
 
 
+def test_mic_says_when_it_cannot_write_its_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from demos.mic import main
+
+    bad = tmp_path / "missing-dir" / "c.jsonl"
+    assert main(["--input-file", str(SPEECH), "--server", "ws://127.0.0.1:9", "--json-log", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {bad}: No such file or directory" in err and "Traceback" not in err
+
+
 def test_mic_says_when_the_server_is_not_there(capsys: pytest.CaptureFixture[str]) -> None:
     from demos.mic import main
 
