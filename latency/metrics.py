@@ -63,7 +63,8 @@ class StreamTrace:
     client: int
     audio_seconds: float
     events: list[TimedEvent] = field(default_factory=list)
-    # vosk: block sent -> its reply received, per block; native: the server's own latency per result (s)
+    # vosk: block sent -> its reply received, per block; native: the block holding a result's
+    # last decoded sample sent -> the result received (s)
     reply_lags: list[float] = field(default_factory=list)
     lag_times: list[float] = field(default_factory=list)  # when each reply_lags entry was measured (s)
     send_lateness: float = 0.0  # worst delay of a block behind its real-time due time (client overload)

@@ -253,7 +253,7 @@ def _timeline_plot(plt: Any, report: Report, level: LevelResult, path: Path) -> 
         for e in trace.events:
             if isinstance(e.event, Final) and e.event.text.strip():
                 ax_d.axvline(e.t, color="tab:green", alpha=0.2)
-    lag_what = "block sent -> reply" if report.protocol == "vosk" else "server-reported latency"
+    lag_what = "block sent -> reply" if report.protocol == "vosk" else "audio at result end sent -> result"
     ax_lag.set_ylabel(f"reply lag, s\n({lag_what})", fontsize=8)
     ax_lag.axhline(budget.partial_s, color="tab:blue", linestyle="--", linewidth=1)
     ax_lag.grid(alpha=0.3)

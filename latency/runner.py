@@ -22,7 +22,7 @@ from streaming.events import Final
 from .metrics import StreamTrace, TimedEvent
 from .protocol import NativeStream, ProtocolError, VoskStream, open_stream
 
-__all__ = ["ClientConfig", "flat_out_rtf", "run_level", "split_blocks"]
+__all__ = ["ClientConfig", "block_index", "flat_out_rtf", "run_level", "split_blocks"]
 
 logger = logging.getLogger("latency.runner")
 
@@ -71,6 +71,17 @@ def split_blocks(samples: np.ndarray, block_samples: int) -> list[np.ndarray]:
     if block_samples < 1:
         raise ValueError(f"block_samples must be >= 1, got {block_samples}")
     return [samples[i : i + block_samples] for i in range(0, len(samples), block_samples)]
+
+
+def block_index(seconds: float, sample_rate: int, block_samples: int) -> int:
+    """Which block holds the last sample before ``seconds`` (blocks of equal size from 0).
+
+    2.5 s at 16 kHz in 1600-sample blocks: sample 39999 is in block 24.
+
+    >>> block_index(2.5, 16000, 1600), block_index(0.1, 16000, 1600), block_index(0.0, 16000, 1600)
+    (24, 0, 0)
+    """
+    return max(0, round(seconds * sample_rate) - 1) // block_samples
 
 
 def _describe(exc: BaseException) -> str:
@@ -124,8 +135,11 @@ async def _replay(
                     if isinstance(stream, VoskStream) and trace.replies < len(send_times):
                         trace.reply_lags.append(now - send_times[trace.replies])
                         trace.lag_times.append(now - t0)
-                    elif isinstance(stream, NativeStream) and stream.server_latencies:
-                        trace.reply_lags.append(stream.server_latencies[-1])
+                    elif isinstance(stream, NativeStream) and send_times and event.end > 0:
+                        # No reply per block: measure from when the audio at the result's
+                        # ``end`` was sent, i.e. the block holding its last decoded sample.
+                        k = block_index(event.end, config.sample_rate, len(blocks[0]))
+                        trace.reply_lags.append(now - send_times[min(k, len(send_times) - 1)])
                         trace.lag_times.append(now - t0)
                     trace.replies += 1
                     trace.events.append(TimedEvent(now - t0, event))
