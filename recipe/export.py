@@ -66,6 +66,9 @@ def model_card(state: dict, nparams: int, hours: dict[str, float], ev: dict, ext
             rows.append(f"| {src} | {r['n']} | {100 * r['wer']:.1f}% | {100 * r['cer']:.1f}% |")
     eval_step = (extra_eval or {}).get("_step", ev.get("step", "?")) if (extra_eval or ev) else "-"
     rows = [r for r in rows if not r.startswith("| _")]
+    from synth import synth_cpu_hours
+
+    syn_cpu, syn_n, all_n = synth_cpu_hours(shards_dir() / "train") if (shards_dir() / "train").exists() else (0, 0, 0)
     hrs = "\n".join(f"| {k} | {v:.2f} |" for k, v in sorted(hours.items())) or "| (none yet) | 0 |"
     return f"""---
 language: en
@@ -91,6 +94,7 @@ resume training and re-export.
 | training steps | {state.get('step', 0)} |
 | audio seen in training | {seen_h:.1f} h (with augmentation) |
 | distinct training audio | {total_h:.1f} h synthesized (shards present at export time) |
+| synthesis CPU time | {syn_cpu:.2f} h recorded over {syn_n} of {all_n} shards (the first shards did not record it; dev set not included) |
 | training CPU time | {state.get('cpu_seconds', 0) / 3600:.2f} h process CPU, {state.get('wall_seconds', 0) / 3600:.2f} h wall (bf16 autocast) |
 | exported | {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} |
 

@@ -282,6 +282,21 @@ def shard_seed(source: str, index: int) -> int:
     return int(hashlib.sha1(f"{source}-{index}".encode()).hexdigest()[:12], 16)
 
 
+def synth_cpu_hours(split_dir: Path) -> tuple[float, int, int]:
+    """(CPU hours recorded, shards that recorded it, all shards); early shards did not record it."""
+    total, with_cpu, n = 0.0, 0, 0
+    for meta in split_dir.glob("*.json"):
+        try:
+            c = json.loads(meta.read_text()).get("cpu_seconds")
+        except ValueError:
+            continue
+        n += 1
+        if c:
+            total += c / 3600
+            with_cpu += 1
+    return total, with_cpu, n
+
+
 def hours_by_source(split_dir: Path) -> dict[str, float]:
     hours: dict[str, float] = {}
     for meta in split_dir.glob("*.json"):
@@ -323,7 +338,13 @@ def claim(path: Path) -> bool:
     return False
 
 
-def write_shard(stem: Path, utts: list[tuple[np.ndarray, str, str]]) -> float:
+def cpu_now() -> float:
+    """CPU seconds of this process and its finished children (festival, flite, espeak-ng)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def write_shard(stem: Path, utts: list[tuple[np.ndarray, str, str]], cpu_seconds: float = 0.0) -> float:
     """utts: (audio float32 16 kHz, transcript, voice). Writes stem.flac then stem.json."""
     audio_parts, index, offset = [], [], 0
     for audio, text, voice in utts:
@@ -339,7 +360,8 @@ def write_shard(stem: Path, utts: list[tuple[np.ndarray, str, str]]) -> float:
     tmp = stem.with_name(stem.name + ".tmp.flac")
     sf.write(tmp, pcm, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     os.replace(tmp, stem.with_suffix(".flac"))
-    write_json_atomic(stem.with_suffix(".json"), {"seconds": offset / SAMPLE_RATE, "utts": index})
+    write_json_atomic(stem.with_suffix(".json"), {"seconds": offset / SAMPLE_RATE, "cpu_seconds": round(cpu_seconds, 1),
+                                                "utts": index})
     return offset / SAMPLE_RATE
 
 
@@ -444,14 +466,16 @@ def main(argv: list[str] | None = None) -> int:
             index += 1
         rng = random.Random(shard_seed(source, index))
         rows = rng.sample(sentences, min(args.utts_per_shard, len(sentences)))
-        t0 = time.time()
+        t0, c0 = time.time(), cpu_now()
         try:
-            secs = write_shard(stem, synth_utts(backend(source), rows, rng, dev=False))
+            utts = synth_utts(backend(source), rows, rng, dev=False)
+            secs = write_shard(stem, utts, cpu_now() - c0)
         finally:
             stem.with_suffix(".lock").unlink(missing_ok=True)
         made += 1
         cpu = time.time() - t0
-        log_line(log, f"{stem.name}: {secs / 60:.1f} min audio in {cpu:.0f}s ({secs / max(cpu, 1e-6):.1f}x); "
+        log_line(log, f"{stem.name}: {secs / 60:.1f} min audio in {cpu:.0f}s wall, {cpu_now() - c0:.0f}s CPU "
+                      f"({secs / max(cpu, 1e-6):.1f}x wall); "
                       f"total {total + secs / 3600:.2f} h")
 
 
