@@ -29,6 +29,7 @@ from cli.evaluate import _wer_many, normalize_text, read_transcripts  # noqa: E4
 from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
 
 SETTINGS = [  # (chunk, left, right) seconds
+    (1.0, 0.6, 0.4),
     (1.0, 1.0, 0.4),
     (0.5, 1.0, 0.3),
     (1.0, 2.0, 0.5),
@@ -73,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dev", default=str(Path(__file__).resolve().parent.parent / "samples" / "librivox-dev"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-lm", action="store_true")
+    ap.add_argument("--limit", type=int, default=None, help="first N utterances of --dev")
     args = ap.parse_args(argv)
 
-    items = read_transcripts(Path(args.dev))
+    items = read_transcripts(Path(args.dev))[: args.limit]
     audios = [(AudioFile(p).read(), AudioFile(p).sample_rate, ref) for p, ref in items]
     base = Engine.load(args.model, lm=False if args.no_lm else None, threads=args.threads,
                        endpoint=EndpointConfig(enabled=False), decoder=DecoderConfig())
