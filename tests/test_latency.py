@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_models import write_local_checkpoint
 
 import latency.metrics
 import latency.protocol
@@ -233,26 +234,6 @@ def test_stream_url_and_pcm() -> None:
 SPEECH = Path(__file__).resolve().parent.parent / "samples" / "goforward.wav"  # 2.8 s, 16 kHz
 
 
-def write_local_model(path: Path) -> Path:
-    import torch
-    from tiny_models import tiny_config, write_tiny_checkpoint
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
-
-    write_tiny_checkpoint(path, family="layer")
-    cfg = tiny_config("layer")
-    cfg["num_hidden_layers"] = 0
-    torch.manual_seed(1)
-    model = Wav2Vec2ForCTC(Wav2Vec2Config(**cfg)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape) * 0.1)
-    model.save_pretrained(path, safe_serialization=True)
-    pre = json.loads((path / "preprocessor_config.json").read_text())
-    pre["do_normalize"] = False
-    (path / "preprocessor_config.json").write_text(json.dumps(pre))
-    return path
-
-
 @contextlib.contextmanager
 def running_server(model: Path, **config: Any) -> Iterator[str]:
     """Our server in a thread of its own (the lab's main() runs its own event loop)."""
@@ -285,7 +266,7 @@ def running_server(model: Path, **config: Any) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def local_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared with test_mic.py (imported there), so the model is written once per run."""
-    return write_local_model(tmp_path_factory.mktemp("local-model"))
+    return write_local_checkpoint(tmp_path_factory.mktemp("local-model"))
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
+from tiny_models import write_local_checkpoint
 
 from streaming import (
     AudioError,
@@ -25,28 +23,6 @@ NO_ENDPOINTS = EndpointConfig(enabled=False)
 NARROW = DecoderConfig(beam_width=4)
 
 
-def local_checkpoint(path: Path) -> Path:
-    """A real wav2vec2 ("layer" family) whose receptive field is local: no
-    transformer layers, a 16-frame positional conv, no input normalization."""
-    import torch
-    from tiny_models import tiny_config, write_tiny_checkpoint
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
-
-    write_tiny_checkpoint(path, family="layer")  # vocab, preprocessor, tokenizer files
-    cfg = tiny_config("layer")
-    cfg["num_hidden_layers"] = 0
-    torch.manual_seed(1)
-    model = Wav2Vec2ForCTC(Wav2Vec2Config(**cfg)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape) * 0.1)
-    model.save_pretrained(path, safe_serialization=True)
-    pre = json.loads((path / "preprocessor_config.json").read_text())
-    pre["do_normalize"] = False
-    (path / "preprocessor_config.json").write_text(json.dumps(pre))
-    return path
-
-
 def stream_all(engine: Engine, audio: np.ndarray, rate: int = 16_000, block: int = 1600, **kw):
     rec = engine.new_stream(sample_rate=rate, **kw)
     events = []
@@ -61,7 +37,7 @@ def stream_all(engine: Engine, audio: np.ndarray, rate: int = 16_000, block: int
 @pytest.mark.parametrize("reuse", [True, False])
 def test_stitched_frames_equal_full_forward_for_a_local_model(tmp_path, speech, reuse):
     audio, rate = speech
-    engine = Engine.load(local_checkpoint(tmp_path / "local"), lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW,
+    engine = Engine.load(write_local_checkpoint(tmp_path / "local"), lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW,
                          window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2),
                          reuse_features=reuse)
     assert engine.reuse_features is reuse

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_VOCAB", "tiny_config", "write_tiny_checkpoint"]
+__all__ = ["DEFAULT_VOCAB", "tiny_config", "write_local_checkpoint", "write_tiny_checkpoint"]
 
 # The character vocabulary of the English fine-tunes (pad first, so blank id 0).
 DEFAULT_VOCAB: tuple[str, ...] = (
@@ -152,4 +152,27 @@ def write_tiny_checkpoint(
         (folder / "language_model").mkdir(exist_ok=True)
     elif with_lm_dir:
         shutil.copytree(Path(with_lm_dir), folder / "language_model", dirs_exist_ok=True)
+    return folder
+
+
+def write_local_checkpoint(path: str | Path, *, seed: int = 1) -> Path:
+    """A real "layer"-family checkpoint whose receptive field is local: no
+    transformer layers (only the 16-frame positional conv mixes frames) and no
+    input normalization, so windows with 8+ frames of context on each side
+    reproduce a full forward exactly."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    folder = write_tiny_checkpoint(path, family="layer")  # vocab, preprocessor, tokenizer files
+    cfg = tiny_config("layer")
+    cfg["num_hidden_layers"] = 0
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(**cfg)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape) * 0.1)
+    model.save_pretrained(folder, safe_serialization=True)
+    preprocessor = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+    preprocessor["do_normalize"] = False
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=1), encoding="utf-8")
     return folder
