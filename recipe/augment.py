@@ -111,8 +111,14 @@ def augment(x: np.ndarray, rng: random.Random, cfg: AugmentConfig, strength: flo
         lo, hi = cfg.snr_db_range
         snr = rng.uniform(lo + (1 - strength) * (hi - lo) * 0.5, hi)
         if babble and rng.random() < cfg.babble_share:
-            noise = sum(rng.choice(babble)[: len(x)] for _ in range(rng.randint(1, 3)))
-            x = add_noise(x, np.asarray(noise, dtype=np.float32), max(snr, 8.0))
+            noise = np.zeros(len(x), np.float32)
+            for _ in range(rng.randint(1, 3)):
+                other = rng.choice(babble)
+                if len(other) < len(x):  # loop shorter talkers to cover the whole utterance
+                    other = np.tile(other, len(x) // max(len(other), 1) + 1)
+                start = rng.randint(0, len(other) - len(x))
+                noise += other[start: start + len(x)]
+            x = add_noise(x, noise, max(snr, 8.0))
         else:
             x = add_noise(x, coloured_noise(rng, len(x)), snr)
     if rng.random() < cfg.telephone_prob * strength:

@@ -180,12 +180,22 @@ class Loader:
                 self.last_refresh = 0
                 continue
             for b in self._batches():
-                self.q.put(self._load(b))
+                try:
+                    item = self._load(b)
+                except Exception as e:  # one bad utterance or augmentation must not stop training
+                    log_line(logs_dir() / "train.log", f"loader: skipped a batch: {type(e).__name__}: {e}")
+                    continue
+                self.q.put(item)
                 if time.time() - self.last_refresh > self.args.rescan_minutes * 60:
                     break
 
     def get(self) -> dict:
-        return self.q.get()
+        while True:
+            try:
+                return self.q.get(timeout=30)
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    raise RuntimeError("data loader thread died; see the traceback above") from None
 
 
 # ---------------------------------------------------------------- evaluation
