@@ -64,6 +64,10 @@ with torch.no_grad():
     ids = model(**inp).logits.argmax(-1)
 print("smoke transcript:", repr(proc.batch_decode(ids)[0]))
 EOF
+  # ... and with the engine, as users will: streaming transcription through the CLI.
+  first="$(head -n 1 "$CACHE/eval/synth-dev/transcripts.tsv" | cut -f1)"
+  (cd "$ROOT" && "$PY" -m cli transcribe "$CACHE/eval/synth-dev/$first" --model "$CACHE/model" --no-lm --json) \
+    | tail -n 1 | grep -q '"reason": "finish"'
   echo "smoke OK"
   exit 0
 fi

@@ -9,6 +9,8 @@ APT_PACKAGES=(
   libsndfile1          # soundfile: wav/flac/ogg
   libportaudio2        # sounddevice: microphone capture
   espeak-ng            # tests synthesise short speech
+  flite                # the recipe smoke test synthesises with it
+  fortunes fortunes-min  # ... from sentences taken from these
   sox                  # audio conversions in tests and the recipe
   pocketsphinx-testdata  # real LibriVox clips: the real-speech dev set
   build-essential cmake  # kenlm's Python module builds from source
