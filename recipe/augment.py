@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
-
 from common import SAMPLE_RATE
 
 

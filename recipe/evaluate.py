@@ -36,9 +36,8 @@ def librivox_folder() -> Path:
 def evaluate_model_dir(model_dir: Path, folders: list[Path] | None = None, limit: int = 0,
                        show: int = 0) -> dict[str, dict]:
     import torch
-    from transformers import Wav2Vec2ForCTC
-
     from train import evaluate_sets, folder_set, librivox_set
+    from transformers import Wav2Vec2ForCTC
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = Wav2Vec2ForCTC.from_pretrained(str(model_dir))

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import REPO_ROOT, VOCAB, ckpt_dir, logs_dir, shards_dir, write_json_atomic
 from synth import ESPEAK_VOICES, FESTIVAL_DEV, FESTIVAL_TRAIN, FLITE_VOICES, KOKORO_DEV, KOKORO_TRAIN
 
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evaluate", action="store_true", help="run recipe/evaluate.py on the export and put it in the card")
     args = ap.parse_args(argv)
 
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC)
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
     if args.checkpoint is None:
         from train import list_ckpts

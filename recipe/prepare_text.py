@@ -21,8 +21,8 @@ import re
 import struct
 import subprocess
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from common import log_line, normalize_text, text_dir, write_json_atomic
 
@@ -88,8 +88,7 @@ def wordnet() -> Iterator[str]:
         for line in Path(path).read_text(errors="ignore").splitlines():
             if line.startswith(" ") or "|" not in line:
                 continue
-            for ex in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
-                yield ex
+            yield from re.findall(r'"([^"]+)"', line.split("|", 1)[1])
 
 
 def jargon() -> Iterator[str]:

