@@ -188,14 +188,14 @@ class Engine:
         outputs: list[WindowOutput | None] = [None] * len(requests)
         with self._model_lock:
             if not self.reuse_features:
-                for idx, batch in _group_by(requests, lambda r: r.samples.shape[0]):
+                for idx, batch in _group_by_arrays([r.samples for r in requests]):
                     log_probs = self.model.log_probs(batch)  # (batch, frames, vocab)
                     for i, lp in zip(idx, log_probs):
                         outputs[i] = WindowOutput(lp)
                 return [o for o in outputs if o is not None]
             new_features: list[np.ndarray | None] = [None] * len(requests)
             with_audio = [(i, r) for i, r in enumerate(requests) if r.num_new_frames > 0]
-            for idx, batch in _group_by([r for _, r in with_audio], lambda r: r.samples.shape[0]):
+            for idx, batch in _group_by_arrays([r.samples for _, r in with_audio]):
                 feats = self.model.conv_features(batch)  # (batch, new frames, conv_dim)
                 for j, f in zip(idx, feats):
                     new_features[with_audio[j][0]] = f
@@ -551,16 +551,10 @@ def _prepare_utterance(samples: np.ndarray, sample_rate: int, model_rate: int) -
     return np.concatenate([resampler.process(audio), resampler.flush()])
 
 
-def _group_by(requests: Sequence[WindowRequest], key) -> list[tuple[list[int], np.ndarray]]:  # type: ignore[no-untyped-def]
-    """Stack requests' samples into batches of equal length: [(indices, (batch, samples))]."""
-    groups: dict[int, list[int]] = {}
-    for i, r in enumerate(requests):
-        groups.setdefault(key(r), []).append(i)
-    return [(idx, np.stack([requests[i].samples for i in idx])) for idx in groups.values()]
-
-
 def _group_by_arrays(arrays: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
-    """Stack arrays of equal first dimension: [(indices, (batch, frames, dim))]."""
+    """Stack arrays of equal first dimension into batches: [(indices, (batch, n, ...))].
+
+    Windows of one length (samples, or frames of conv features) share a forward."""
     groups: dict[int, list[int]] = {}
     for i, a in enumerate(arrays):
         groups.setdefault(a.shape[0], []).append(i)
