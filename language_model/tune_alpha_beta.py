@@ -1,19 +1,22 @@
 """Grid-search the LM weight (alpha) and word bonus (beta) on a dev set, with pyctcdecode.
 
-Decoding uses pyctcdecode's ``BeamSearchDecoderCTC`` directly on saved acoustic-model outputs, so
-this works before the engine's own decoder is finished; once ``xlsr-stream eval`` exists the
-chosen values should be confirmed with it on the same dev set.
+The acoustic model runs once per utterance (full-utterance log-probs, the reference streaming
+matches); the grid then only re-runs pyctcdecode's beam search, which the engine's incremental
+decoder reproduces exactly. Confirm the chosen values with ``xlsr-stream eval`` on the same set.
 
-Dev set layout (``--dev-dir``): ``<utt>.npy`` holding the acoustic model's log-probabilities,
-shape ``(frames, vocab)`` float32 in vocab.json order, next to ``<utt>.txt`` holding the reference
-transcript (any case; it is lower-cased and stripped of characters outside a-z, ' and space, as
-the LM's words are). Library users may pass ``get_logits`` to :func:`load_dev_set` to compute
-logits for utterances that have only audio (``<utt>.wav``) instead of a saved ``.npy``.
+Two dev set layouts:
+* ``--eval-dir DIR``: what ``xlsr-stream eval`` reads, ``DIR/transcripts.tsv`` (``file<TAB>text``)
+  and the audio; log-probs come from the model in ``--model-dir`` through the engine and are
+  cached as ``<utt>.npy`` in ``--cache-dir`` when given.
+* ``--dev-dir DIR``: ``<utt>.npy`` holding log-probabilities, shape ``(frames, vocab)`` float32 in
+  vocab.json order, next to ``<utt>.txt`` holding the reference transcript.
+References are lower-cased and stripped of characters outside a-z, ' and space, as the LM's
+words are.
 
 Usage::
 
     .venv/bin/python language_model/tune_alpha_beta.py --model-dir models/en-small \\
-        --dev-dir runs/dev-logits [--alphas 0,0.25,...] [--betas 0,0.5,...] [--write]
+        --eval-dir /work/recipe-cache/eval/synth-dev --limit 80 [--alphas 0,0.25,...] [--write]
 
 Prints WER for every grid point (and for greedy decoding without the LM); ``--write`` stores the
 best alpha/beta in ``<model-dir>/language_model/attrs.json``.
@@ -88,6 +91,33 @@ def load_dev_set(dev_dir: Path,
     return utterances
 
 
+def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
+                  cache_dir: Path | None = None) -> list[Utterance]:
+    """Utterances of an ``xlsr-stream eval`` folder with full-utterance log-probs from the engine."""
+    import soundfile as sf
+
+    from cli.evaluate import read_transcripts
+    from streaming import Engine
+
+    items = read_transcripts(eval_dir)[:limit]
+    engine: Engine | None = None
+    utterances = []
+    for audio_path, reference in items:
+        cached = None if cache_dir is None else cache_dir / f"{audio_path.stem}.npy"
+        if cached is not None and cached.exists():
+            log_probs = np.load(cached)
+        else:
+            if engine is None:  # only when something is not cached
+                engine = Engine.load(model_dir, lm=False)
+            samples, rate = sf.read(audio_path, dtype="float32", always_2d=True)
+            log_probs = engine.offline_log_probs(samples[:, 0], rate)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                np.save(cached, log_probs)
+        utterances.append(Utterance(audio_path.stem, log_probs, normalise_text(reference)))
+    return utterances
+
+
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus WER: total word edits / total reference words.
 
@@ -158,8 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = parser.add_argument_group("data")
     data.add_argument("--model-dir", type=Path, required=True,
                       help="folder with alphabet.json and language_model/ (pyctcdecode layout)")
-    data.add_argument("--dev-dir", type=Path, required=True,
-                      help="folder of <utt>.npy log-probs (frames, vocab) and <utt>.txt references")
+    dev = data.add_mutually_exclusive_group(required=True)
+    dev.add_argument("--eval-dir", type=Path,
+                     help="folder with transcripts.tsv and audio (xlsr-stream eval's layout); the model in "
+                          "--model-dir computes the log-probs")
+    dev.add_argument("--dev-dir", type=Path,
+                     help="folder of <utt>.npy log-probs (frames, vocab) and <utt>.txt references")
+    data.add_argument("--limit", type=int, help="first N utterances of --eval-dir only")
+    data.add_argument("--cache-dir", type=Path, help="keep --eval-dir log-probs here as <utt>.npy")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS, help="comma-separated")
     grid.add_argument("--betas", type=_floats, default=DEFAULT_BETAS, help="comma-separated")
@@ -170,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.add_argument("--json", type=Path, help="also write every grid point here")
     args = parser.parse_args(argv)
 
-    utterances = load_dev_set(args.dev_dir)
+    if args.eval_dir is not None:
+        utterances = load_eval_dir(args.eval_dir, args.model_dir, args.limit, args.cache_dir)
+    else:
+        utterances = load_dev_set(args.dev_dir)
     points = grid_search(args.model_dir, utterances, args.alphas, args.betas, args.beam_width)
     print("| alpha | beta | WER |\n|---:|---:|---:|")
     for p in points:

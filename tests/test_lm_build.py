@@ -211,3 +211,29 @@ def test_tune_alpha_beta_prefers_the_lm_where_acoustics_are_unsure(tiny_trie: Pa
     assert [(p.alpha, p.wer) for p in points] == [(None, 0.5), (0.0, 0.5), (1.0, 0.0)]
     attrs = json.loads((model_dir / "language_model" / "attrs.json").read_text())
     assert (attrs["alpha"], attrs["beta"]) == (1.0, 0.0)
+
+
+def test_tune_alpha_beta_reads_an_eval_folder_through_the_engine(tmp_path: Path) -> None:
+    """--eval-dir: transcripts.tsv + audio -> full-utterance log-probs from the engine, cached."""
+    import soundfile as sf
+    import tune_alpha_beta
+    from tiny_models import write_tiny_checkpoint
+
+    from streaming import Engine
+
+    model_dir = write_tiny_checkpoint(tmp_path / "model")
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(8000)).astype(np.float32)
+    sf.write(dev / "one.wav", audio, 8000, subtype="FLOAT")  # resampled to 16 kHz like any eval input
+    (dev / "transcripts.tsv").write_text("one.wav\tHello, World\n")
+
+    cache = tmp_path / "cache"
+    utts = tune_alpha_beta.load_eval_dir(dev, model_dir, cache_dir=cache)
+    expected = Engine.load(model_dir, lm=False).offline_log_probs(audio, 8000)
+    assert [u.name for u in utts] == ["one"] and utts[0].reference == "hello world"
+    np.testing.assert_array_equal(utts[0].logits, expected)
+    np.testing.assert_array_equal(np.load(cache / "one.npy"), expected)
+    (dev / "one.wav").unlink()  # served from the cache from now on
+    assert tune_alpha_beta.load_eval_dir(dev, model_dir, cache_dir=cache)[0].logits.shape == expected.shape
