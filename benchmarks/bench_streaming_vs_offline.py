@@ -11,6 +11,7 @@ engine (0.1 s blocks, endpointing off so the text is comparable) and reports:
 
 Usage:
     .venv/bin/python benchmarks/bench_streaming_vs_offline.py [--model DIR] [--dev DIR] [--threads 2]
+        [--settings 1.0/0.6/0.4,2.0/1.6/0.4] [--variants default|all] [--limit N]
 """
 
 from __future__ import annotations
@@ -35,6 +36,19 @@ SETTINGS = [  # (chunk, left, right) seconds
     (1.0, 2.0, 0.5),
     (2.0, 2.0, 0.5),
 ]
+
+VARIANTS = [("running", True), ("running", False), ("window", False)]  # (normalization, reuse_features)
+
+
+def _settings(text: str) -> list[tuple[float, float, float]]:
+    out = []
+    for item in text.split(","):
+        parts = item.split("/")
+        if len(parts) != 3:
+            raise argparse.ArgumentTypeError(f"expected chunk/left/right seconds, got {item!r}")
+        chunk, left, right = (float(x) for x in parts)
+        out.append((chunk, left, right))
+    return out
 
 
 class TimedModel:
@@ -75,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-lm", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="first N utterances of --dev")
+    ap.add_argument("--settings", type=_settings, default=SETTINGS,
+                    help="comma-separated chunk/left/right seconds, e.g. 1.0/0.6/0.4,2.0/1.6/0.4")
+    ap.add_argument("--variants", choices=("all", "default"), default="all",
+                    help="default: only the engine's own (running normalisation, feature reuse)")
     args = ap.parse_args(argv)
 
     items = read_transcripts(Path(args.dev))[: args.limit]
@@ -101,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
           f"WER {_wer_many(refs, offline_text):.2%}\n")
     print(f"{'chunk/left/right s':>18} {'norm':>8} {'reuse':>5} {'compute':>8} {'argmax=':>8} "
           f"{'|Δlogp|':>8} {'WER':>7} {'text=offline':>12}")
-    for chunk, left, right in SETTINGS:
-        for norm, reuse in (("running", True), ("running", False), ("window", False)):
+    variants = [("running", True)] if args.variants == "default" else VARIANTS
+    for chunk, left, right in args.settings:
+        for norm, reuse in variants:
             engine = Engine(timed, language_model=base.language_model, decoder_config=base.decoder_config,
                             window=WindowConfig(chunk, left, right), endpoint=EndpointConfig(enabled=False),
                             normalization=norm, reuse_features=reuse)
