@@ -91,6 +91,7 @@ resume training and re-export.
 | vocabulary | `<pad>`(CTC blank) `<s>` `</s>` `<unk>` `\\|`(word delimiter) a-z `'` |
 | input | 16 kHz mono, per-utterance (engine: running) mean/variance normalisation |
 | training steps | {state.get('step', 0)} |
+| exported weights | {state.get('weights', '-')} |
 | audio seen in training | {seen_h:.1f} h (with augmentation) |
 | distinct training audio | {total_h:.1f} h synthesized (shards present at export time) |
 | synthesis CPU time | {syn_cpu:.2f} h recorded over {syn_n} of {all_n} shards (the first shards did not record it; dev set not included) |
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: newest in $XLSR_RECIPE_DIR/checkpoints")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--raw-weights", action="store_true",
+                    help="export the optimiser's current weights instead of their moving average")
     ap.add_argument("--evaluate", action="store_true", help="run recipe/evaluate.py on the export and put it in the card")
     args = ap.parse_args(argv)
 
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Wav2Vec2Config.from_dict(ck["config"])
     cfg.mask_time_prob = 0.05  # the usual fine-tuning value; inference ignores it
     model = Wav2Vec2ForCTC(cfg)
-    model.load_state_dict(ck["model"])
+    averaged = ck.get("ema") is not None and not args.raw_weights
+    model.load_state_dict({**ck["model"], **ck["ema"]} if averaged else ck["model"])
     model.eval()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -174,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)  # layer-norm family takes attention masks
     fe.save_pretrained(out)
-    state = ck["state"]
+    state = dict(ck["state"])
+    state["weights"] = (f"exponential moving average of the training weights (decay {state.get('ema_decay', '?')})"
+                        if averaged else "the optimiser's weights at that step (no averaging)")
     extra = None
     if args.evaluate:
         from evaluate import evaluate_model_dir
@@ -186,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     card = model_card(state, nparams, data_hours_by_source(), state.get("eval", {}) or latest_eval(), extra, speed_x)
     (out / "README.md").write_text(card)
     size = (out / "model.safetensors").stat().st_size / 2**20
-    print(f"exported step {state.get('step')} from {args.checkpoint} -> {out} ({size:.1f} MiB safetensors)")
+    print(f"exported step {state.get('step')} ({'averaged' if averaged else 'raw'} weights) from {args.checkpoint} "
+          f"-> {out} ({size:.1f} MiB safetensors)")
     return 0
 
 

@@ -12,6 +12,10 @@ What makes a from-scratch CTC model converge quickly here:
   grows with the step count;
 * clean audio first, augmentation ramps in; SpecAugment-style time masking only once the
   model has started to align (``--mask-from-step``).
+
+It also keeps an exponential moving average of the weights (``--ema-decay``, saved in the
+checkpoint): at a constant learning rate the raw weights jitter around the optimum, and the
+average of the last ~1/(1-decay) steps is what gets evaluated and exported.
 """
 
 from __future__ import annotations
@@ -259,12 +263,42 @@ def list_ckpts(d: Path) -> list[Path]:
     return sorted(d.glob("ckpt-*.pt"))
 
 
-def save_ckpt(d: Path, model, opt, state: dict, keep: int = 2) -> Path:
+class WeightAverage:
+    """Exponential moving average of every floating-point tensor of a model's state dict."""
+
+    def __init__(self, model, decay: float, saved: dict[str, torch.Tensor] | None = None) -> None:
+        self.decay = decay
+        live = self._live(model)
+        if saved is not None and {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in live.items()}:
+            self.avg = {k: v.float().clone() for k, v in saved.items()}
+        else:  # first run with averaging (or a changed model): start from the current weights
+            self.avg = {k: v.float().clone() for k, v in live.items()}
+
+    @staticmethod
+    def _live(model) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model) -> None:
+        live = self._live(model)
+        keys = list(self.avg)
+        torch._foreach_lerp_([self.avg[k] for k in keys], [live[k].float() for k in keys], 1.0 - self.decay)
+
+    def averaged_copy(self, model):
+        """A copy of ``model`` holding the averaged weights."""
+        import copy
+
+        twin = copy.deepcopy(model)
+        twin.load_state_dict({**twin.state_dict(), **self.avg})
+        return twin
+
+
+def save_ckpt(d: Path, model, opt, state: dict, keep: int = 2, ema: WeightAverage | None = None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"ckpt-{state['step']:08d}.pt"
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                "config": model.config.to_dict()}, tmp)
+                "config": model.config.to_dict(), "ema": None if ema is None else ema.avg}, tmp)
     os.replace(tmp, path)
     for old in list_ckpts(d)[:-keep]:
         old.unlink(missing_ok=True)
@@ -299,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--clip-grad", type=float, default=5.0)
     g.add_argument("--max-steps", type=int, default=10**9)
     g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--ema-decay", type=float, default=0.999,
+                   help="weight averaging for evaluation/export (0: off); horizon ~1/(1-decay) steps")
     g.add_argument("--threads", type=int, default=int(os.environ.get("XLSR_TRAIN_THREADS", "1")))
     g = ap.add_argument_group("batches and curriculum")
     g.add_argument("--batch-seconds", type=float, default=24.0, help="padded audio per batch")
@@ -347,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     if ck is not None:
         opt.load_state_dict(ck["opt"])
+    ema = WeightAverage(model, args.ema_decay, ck.get("ema") if ck else None) if args.ema_decay > 0 else None
+    state["ema_decay"] = args.ema_decay if ema is not None else None
     nparams = sum(p.numel() for p in model.parameters())
     log_line(log, f"start step={state['step']} params={nparams / 1e6:.2f}M threads={args.threads} "
                   f"bf16={args.bf16} args={vars(args)}")
@@ -385,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
             if torch.isfinite(gn):
                 opt.step()
+                if ema is not None:
+                    ema.update(model)
         state["step"] += 1
         steps_this_run += 1
         state["audio_seconds"] += batch["seconds"]
@@ -408,12 +448,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.eval_every_ckpt and state["ckpts"] % args.eval_every_ckpt == 0 and not stop["flag"]:
                 if not eval_sets["synth-dev"]:
                     eval_sets["synth-dev"] = folder_set(shards_dir().parent / "eval" / "synth-dev", args.dev_limit)
-                res = evaluate_sets(model, eval_sets)
-                state["eval"] = {"step": state["step"], **res}
+                res = evaluate_sets(model if ema is None else ema.averaged_copy(model), eval_sets)
+                state["eval"] = {"step": state["step"], "weights": "raw" if ema is None else "ema", **res}
                 log_line(log, "eval " + json.dumps(state["eval"]))
                 with open(logs_dir() / "eval.jsonl", "a") as f:
                     f.write(json.dumps(state["eval"]) + "\n")
-            path = save_ckpt(ckpt_dir(), model, opt, state)
+            path = save_ckpt(ckpt_dir(), model, opt, state, ema=ema)
             log_line(log, f"checkpoint {path.name} cpu {state['cpu_seconds'] / 3600:.2f}h "
                           f"wall {state['wall_seconds'] / 3600:.2f}h")
             last_ckpt = time.time()
