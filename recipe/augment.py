@@ -2,7 +2,8 @@
 
 Every transform is cheap next to a training step of the acoustic model: speed perturbation
 (resampling, so tempo and pitch move together), synthetic room reverberation, coloured or babble
-noise at a random SNR, telephone band-limiting with mu-law quantisation, gain and clipping.
+noise at a random SNR, a random smooth equaliser curve (microphone and channel colour), telephone
+band-limiting with mu-law quantisation, gain and clipping.
 ``strength`` (0..1) scales every probability, so training can start on clean speech and ramp up.
 """
 
@@ -27,11 +28,16 @@ class AugmentConfig:
     noise_prob: float = 0.5
     snr_db_range: tuple[float, float] = (3.0, 30.0)
     babble_share: float = 0.3  # of noisy utterances, how many get other speech as the noise
+    # TTS voices all come out of one kind of vocoder with a flat channel; real microphones, rooms and
+    # codecs tilt and colour the spectrum by several dB.
+    eq_prob: float = 0.5
+    eq_max_db: float = 8.0
     telephone_prob: float = 0.08
     clip_prob: float = 0.03
 
     def __post_init__(self) -> None:
-        for name in ("speed_prob", "reverb_prob", "noise_prob", "babble_share", "telephone_prob", "clip_prob"):
+        for name in ("speed_prob", "reverb_prob", "noise_prob", "babble_share", "eq_prob", "telephone_prob",
+                     "clip_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {v}")
@@ -82,6 +88,20 @@ def add_noise(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return x + noise * np.sqrt(px / (pn * 10 ** (snr_db / 10)))
 
 
+def equalize(x: np.ndarray, rng: random.Random, max_db: float) -> np.ndarray:
+    """A random smooth gain curve over log-frequency (a tilt plus a few broad bumps), at most
+    ``max_db`` up or down, applied in the frequency domain; the overall level is kept."""
+    spec = np.fft.rfft(x)
+    f = np.maximum(np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE), 50.0)
+    u = np.log2(f / 50.0) / np.log2((SAMPLE_RATE / 2) / 50.0)  # 0 at 50 Hz .. 1 at Nyquist
+    db = rng.uniform(-1.0, 1.0) * (u - 0.5) * 2  # tilt
+    for k in range(1, 4):
+        db = db + rng.uniform(-0.5, 0.5) * np.cos(np.pi * k * u + rng.uniform(0, 2 * np.pi))
+    db = db / (np.abs(db).max() + 1e-9) * rng.uniform(0.3, 1.0) * max_db
+    y = np.fft.irfft(spec * 10 ** (db / 20), len(x))
+    return (y * np.sqrt((np.mean(x**2) + 1e-12) / (np.mean(y**2) + 1e-12))).astype(np.float32)
+
+
 def telephone(x: np.ndarray) -> np.ndarray:
     """300-3400 Hz band, 8 kHz, mu-law 8 bit, and back to 16 kHz."""
     y = soxr.resample(x, SAMPLE_RATE, 8000, quality="MQ")
@@ -120,6 +140,8 @@ def augment(x: np.ndarray, rng: random.Random, cfg: AugmentConfig, strength: flo
             x = add_noise(x, noise, max(snr, 8.0))
         else:
             x = add_noise(x, coloured_noise(rng, len(x)), snr)
+    if rng.random() < cfg.eq_prob * strength:
+        x = equalize(x, rng, cfg.eq_max_db)
     if rng.random() < cfg.telephone_prob * strength:
         x = telephone(x)
     if rng.random() < cfg.clip_prob * strength:
