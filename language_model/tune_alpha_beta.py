@@ -137,12 +137,31 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> flo
     return edits / max(words, 1)
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(model_dir: Path, utterances: Sequence[Utterance], beam_width: int) -> None:
+    from pyctcdecode import BeamSearchDecoderCTC
+
+    _WORKER.update(decoder=BeamSearchDecoderCTC.load_from_dir(str(model_dir)), utterances=utterances,
+                   beam_width=beam_width)
+
+
+def _wer_at(alpha: float, beta: float) -> GridPoint:
+    decoder, utterances = _WORKER["decoder"], _WORKER["utterances"]
+    decoder.reset_params(alpha=alpha, beta=beta)
+    hyps = [normalise_text(decoder.decode(u.logits, beam_width=_WORKER["beam_width"])) for u in utterances]
+    return GridPoint(alpha, beta, word_error_rate([u.reference for u in utterances], hyps))
+
+
 def grid_search(model_dir: Path, utterances: Sequence[Utterance], alphas: Iterable[float],
-                betas: Iterable[float], beam_width: int = DEFAULT_BEAM_WIDTH) -> list[GridPoint]:
-    """WER of greedy decoding, then of every (alpha, beta); the model dir is pyctcdecode's layout."""
+                betas: Iterable[float], beam_width: int = DEFAULT_BEAM_WIDTH, jobs: int = 1) -> list[GridPoint]:
+    """WER of greedy decoding, then of every (alpha, beta); the model dir is pyctcdecode's layout.
+
+    ``jobs`` > 1 spreads the grid points over that many processes (each loads the LM once).
+    """
     from pyctcdecode import Alphabet, BeamSearchDecoderCTC
 
-    decoder = BeamSearchDecoderCTC.load_from_dir(str(model_dir))
     alphabet = Alphabet.loads((model_dir / "alphabet.json").read_text(encoding="utf-8"))
     n_labels = len(alphabet.labels)
     for utt in utterances:
@@ -154,14 +173,21 @@ def grid_search(model_dir: Path, utterances: Sequence[Utterance], alphas: Iterab
     no_lm = BeamSearchDecoderCTC(alphabet, language_model=None)
     greedy = [normalise_text(no_lm.decode(u.logits, beam_width=1)) for u in utterances]
     points = [GridPoint(None, None, word_error_rate(references, greedy))]
-    for alpha in alphas:
-        for beta in betas:
-            decoder.reset_params(alpha=float(alpha), beta=float(beta))
-            hyps = [normalise_text(decoder.decode(u.logits, beam_width=beam_width))
-                    for u in utterances]
-            points.append(GridPoint(float(alpha), float(beta), word_error_rate(references, hyps)))
-            print(f"alpha={alpha:<5} beta={beta:<5} WER={points[-1].wer:.4f}", file=sys.stderr,
-                  flush=True)
+    grid = [(float(a), float(b)) for a in alphas for b in betas]
+
+    def report(point: GridPoint) -> GridPoint:
+        print(f"alpha={point.alpha:<5} beta={point.beta:<5} WER={point.wer:.4f}", file=sys.stderr, flush=True)
+        return point
+
+    if jobs <= 1:
+        _init_worker(model_dir, utterances, beam_width)
+        points += [report(_wer_at(a, b)) for a, b in grid]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, initializer=_init_worker,
+                                 initargs=(model_dir, list(utterances), beam_width)) as pool:
+            points += [report(p) for p in pool.map(_wer_at, *zip(*grid))]
     return points
 
 
@@ -200,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS, help="comma-separated")
     grid.add_argument("--betas", type=_floats, default=DEFAULT_BETAS, help="comma-separated")
     grid.add_argument("--beam-width", type=int, default=DEFAULT_BEAM_WIDTH)
+    grid.add_argument("--jobs", type=int, default=1, help="decode grid points in this many processes")
     out = parser.add_argument_group("output")
     out.add_argument("--write", action="store_true",
                      help="store the best alpha/beta in <model-dir>/language_model/attrs.json")
@@ -210,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         utterances = load_eval_dir(args.eval_dir, args.model_dir, args.limit, args.cache_dir)
     else:
         utterances = load_dev_set(args.dev_dir)
-    points = grid_search(args.model_dir, utterances, args.alphas, args.betas, args.beam_width)
+    points = grid_search(args.model_dir, utterances, args.alphas, args.betas, args.beam_width, args.jobs)
     print("| alpha | beta | WER |\n|---:|---:|---:|")
     for p in points:
         print(f"| {'-' if p.alpha is None else p.alpha} | {'-' if p.beta is None else p.beta} | "

@@ -209,6 +209,8 @@ def test_tune_alpha_beta_prefers_the_lm_where_acoustics_are_unsure(tiny_trie: Pa
     points = tune_alpha_beta.grid_search(model_dir, tune_alpha_beta.load_dev_set(dev), [0.0, 1.0],
                                          [0.0])
     assert [(p.alpha, p.wer) for p in points] == [(None, 0.5), (0.0, 0.5), (1.0, 0.0)]
+    assert tune_alpha_beta.grid_search(model_dir, tune_alpha_beta.load_dev_set(dev), [0.0, 1.0], [0.0],
+                                       jobs=2) == points  # the same grid over two processes
     attrs = json.loads((model_dir / "language_model" / "attrs.json").read_text())
     assert (attrs["alpha"], attrs["beta"]) == (1.0, 0.0)
 
