@@ -16,7 +16,7 @@ words are.
 Usage::
 
     .venv/bin/python language_model/tune_alpha_beta.py --model-dir models/en-small \\
-        --eval-dir /work/recipe-cache/eval/synth-dev --limit 80 [--alphas 0,0.25,...] [--write]
+        --eval-dir /work/recipe-cache/eval/synth-dev --every 3 [--alphas 0,0.25,...] [--write]
 
 Prints WER for every grid point (and for greedy decoding without the LM); ``--write`` stores the
 best alpha/beta in ``<model-dir>/language_model/attrs.json``.
@@ -92,14 +92,15 @@ def load_dev_set(dev_dir: Path,
 
 
 def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
-                  cache_dir: Path | None = None) -> list[Utterance]:
-    """Utterances of an ``xlsr-stream eval`` folder with full-utterance log-probs from the engine."""
+                  cache_dir: Path | None = None, every: int = 1) -> list[Utterance]:
+    """Utterances of an ``xlsr-stream eval`` folder with full-utterance log-probs from the engine:
+    every ``every``-th line of transcripts.tsv (a spread over voices), at most ``limit`` of them."""
     import soundfile as sf
 
     from cli.evaluate import read_transcripts
     from streaming import Engine
 
-    items = read_transcripts(eval_dir)[:limit]
+    items = read_transcripts(eval_dir)[::every][:limit]
     engine: Engine | None = None
     utterances = []
     for audio_path, reference in items:
@@ -220,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "--model-dir computes the log-probs")
     dev.add_argument("--dev-dir", type=Path,
                      help="folder of <utt>.npy log-probs (frames, vocab) and <utt>.txt references")
-    data.add_argument("--limit", type=int, help="first N utterances of --eval-dir only")
+    data.add_argument("--limit", type=int, help="at most N utterances of --eval-dir")
+    data.add_argument("--every", type=int, default=1, help="take every K-th utterance of --eval-dir")
     data.add_argument("--cache-dir", type=Path, help="keep --eval-dir log-probs here as <utt>.npy")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS, help="comma-separated")
@@ -234,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.eval_dir is not None:
-        utterances = load_eval_dir(args.eval_dir, args.model_dir, args.limit, args.cache_dir)
+        utterances = load_eval_dir(args.eval_dir, args.model_dir, args.limit, args.cache_dir, args.every)
     else:
         utterances = load_dev_set(args.dev_dir)
     points = grid_search(args.model_dir, utterances, args.alphas, args.betas, args.beam_width, args.jobs)
