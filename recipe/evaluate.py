@@ -6,12 +6,20 @@ by default the held-out synthetic set ``$XLSR_RECIPE_DIR/eval/synth-dev``. The e
 the same folders through the streaming path (windows, running normalisation, LM):
 ``xlsr-stream eval $XLSR_RECIPE_DIR/eval/synth-dev`` and, after ``--write-librivox-folder``,
 ``xlsr-stream eval $XLSR_RECIPE_DIR/eval/librivox``.
+
+``--engine`` runs that whole matrix (each set x greedy / LM x streaming / offline, through
+``xlsr-stream eval --json`` in parallel processes) and writes the table into the model card
+between the ``ENGINE_EVAL`` markers that ``export.py`` leaves there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import cache_dir
@@ -48,6 +56,53 @@ def evaluate_model_dir(model_dir: Path, folders: list[Path] | None = None, limit
     return evaluate_sets(model, {k: v for k, v in sets.items() if v})
 
 
+CARD_BEGIN = "<!-- ENGINE_EVAL:BEGIN -->"
+CARD_END = "<!-- ENGINE_EVAL:END -->"
+DECODERS = {"greedy": ["--greedy"], "LM": []}
+
+
+def engine_matrix(model_dir: Path, folders: list[Path], jobs: int = 2) -> list[dict]:
+    """WER/CER of every (set, decoder, mode) through the engine CLI, as ``xlsr-stream eval`` reports."""
+    repo = Path(__file__).resolve().parent.parent
+    runs = [(f, dec, mode) for f in folders for dec in DECODERS for mode in ("streaming", "offline")]
+
+    def one(run: tuple[Path, str, str]) -> dict:
+        folder, dec, mode = run
+        cmd = [sys.executable, "-m", "cli", "eval", str(folder), "--model", str(model_dir), "--mode", mode,
+               "--json", *DECODERS[dec]]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one core per run; runs go in parallel
+        out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+        summary = json.loads(out.strip().splitlines()[-1])
+        print(f"{folder.name:12s} {dec:6s} {mode:9s} WER {100 * summary['wer']:6.2f}%  "
+              f"CER {100 * summary['cer']:6.2f}%  RTF {summary['rtf']:.3f}", flush=True)
+        return {"set": folder.name, "decoder": dec, "mode": mode, **summary}
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(one, runs))
+
+
+def engine_table(rows: list[dict]) -> str:
+    by = {(r["set"], r["decoder"], r["mode"]): r for r in rows}
+    lines = ["| eval set | utterances | decoder | streaming WER | offline WER | streaming CER | offline CER |",
+             "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["set"] for r in rows):
+        for dec in DECODERS:
+            s, o = by[(name, dec, "streaming")], by[(name, dec, "offline")]
+            lines.append(f"| {name} | {s['utterances']} | {dec} | {100 * s['wer']:.1f}% | {100 * o['wer']:.1f}% | "
+                         f"{100 * s['cer']:.1f}% | {100 * o['cer']:.1f}% |")
+    return "\n".join(lines)
+
+
+def write_card_section(model_dir: Path, rows: list[dict], note: str) -> None:
+    card = model_dir / "README.md"
+    text = card.read_text(encoding="utf-8")
+    if CARD_BEGIN not in text or CARD_END not in text:
+        raise SystemExit(f"{card} has no {CARD_BEGIN} ... {CARD_END} section; re-export with recipe/export.py")
+    head, rest = text.split(CARD_BEGIN, 1)
+    tail = rest.split(CARD_END, 1)[1]
+    card.write_text(f"{head}{CARD_BEGIN}\n{note}\n\n{engine_table(rows)}\n{CARD_END}{tail}", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path(__file__).resolve().parent.parent / "models" / "en-small")
@@ -56,7 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most N utterances per folder (0: all)")
     ap.add_argument("--write-librivox-folder", action="store_true",
                     help="also write $XLSR_RECIPE_DIR/eval/librivox (for `xlsr-stream eval`) and exit")
+    ap.add_argument("--engine", action="store_true",
+                    help="greedy/LM x streaming/offline through `xlsr-stream eval`, written into the model card")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel `xlsr-stream eval` runs (--engine)")
     args = ap.parse_args(argv)
+    if args.engine:
+        folders = [librivox_folder(), *(args.sets or [cache_dir() / "eval" / "synth-dev"])]
+        rows = engine_matrix(args.model, folders, args.jobs)
+        attrs_path = args.model / "language_model" / "attrs.json"
+        attrs = json.loads(attrs_path.read_text()) if attrs_path.exists() else {}
+        note = (f"Through the engine (`xlsr-stream eval DIR --mode streaming|offline [--greedy]`), default "
+                f"windows, beam 100, LM alpha {attrs.get('alpha')} beta {attrs.get('beta')}:")
+        write_card_section(args.model, rows, note)
+        print(json.dumps(rows))
+        return 0
     if args.write_librivox_folder:
         print(librivox_folder())
         return 0

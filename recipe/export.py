@@ -110,6 +110,12 @@ resume training and re-export.
   Festival ked voice, and 40 piper / 40 flite / 20 espeak-ng utterances (training voices, unseen
   sentences). The in-training evaluations in `logs/eval.jsonl` use its first 150 (Kokoro only).
 
+## Measured WER through the streaming engine
+
+<!-- ENGINE_EVAL:BEGIN -->
+Not measured for this export yet: `recipe/run_all.sh --evaluate-engine` (greedy and LM, streaming and offline).
+<!-- ENGINE_EVAL:END -->
+
 ## Speed
 
 {speed}

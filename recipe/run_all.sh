@@ -5,6 +5,7 @@
 #   recipe/run_all.sh --status   # what is running, hours of audio, last training/eval lines
 #   recipe/run_all.sh --stop     # stop the background jobs (training writes a checkpoint first)
 #   recipe/run_all.sh --export   # newest checkpoint -> models/en-small (+ evaluation in the card)
+#   recipe/run_all.sh --evaluate-engine  # greedy/LM x streaming/offline via xlsr-stream eval -> the card
 #   recipe/run_all.sh --smoke    # CI: seconds of data, 2 training steps, export to a temp dir,
 #                                # load it with transformers and transcribe (< 2 min)
 #
@@ -92,13 +93,16 @@ case "$mode" in
   --export)
     "$PY" export.py --evaluate
     ;;
+  --evaluate-engine)
+    "$PY" evaluate.py --engine
+    ;;
   run)
     "$PY" prepare_text.py
     start_bg synth 10 synth.py
     start_bg train 5 train.py
     ;;
   *)
-    echo "usage: $0 [--smoke|--status|--stop|--export]" >&2
+    echo "usage: $0 [--smoke|--status|--stop|--export|--evaluate-engine]" >&2
     exit 2
     ;;
 esac
