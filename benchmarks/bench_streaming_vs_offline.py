@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dev", default=str(Path(__file__).resolve().parent.parent / "samples" / "librivox-dev"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-lm", action="store_true")
+    ap.add_argument("--greedy", action="store_true", help="greedy CTC (fast; WER then reflects the log-probs only)")
     ap.add_argument("--limit", type=int, default=None, help="first N utterances of --dev")
     ap.add_argument("--settings", type=_settings, default=SETTINGS,
                     help="comma-separated chunk/left/right seconds, e.g. 1.0/0.6/0.4,2.0/1.6/0.4")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     items = read_transcripts(Path(args.dev))[: args.limit]
     audios = [(AudioFile(p).read(), AudioFile(p).sample_rate, ref) for p, ref in items]
     base = Engine.load(args.model, lm=False if args.no_lm else None, threads=args.threads,
-                       endpoint=EndpointConfig(enabled=False), decoder=DecoderConfig())
+                       endpoint=EndpointConfig(enabled=False), decoder=DecoderConfig(greedy=args.greedy))
     timed = TimedModel(base.model)
     base.model = timed  # type: ignore[assignment]
     refs = [normalize_text(r) for _, _, r in audios]
