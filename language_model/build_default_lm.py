@@ -52,10 +52,11 @@ SOURCE_SHA256 = "db21d0642286677699e6dbc859d2e5395570222361999387ce60f6e1d01995d
 # en-small's vocab.json in index order (pad = CTC blank, "|" = word delimiter).
 EXPECTED_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz", "'"]
 
-# Placeholders until tuned with tune_alpha_beta.py on dev logits; 0.5/1.0 are pyctcdecode's own
-# defaults, a reasonable start for a character CTC model with a word trigram.
-ALPHA = 0.5
-BETA = 1.0
+# Tuned with tune_alpha_beta.py for the step-7254 en-small model on every 3rd held-out synthetic
+# utterance (100): WER 57.8% vs 81.8% greedy; pyctcdecode's defaults 0.5/1.0 were within 0.1 point.
+# Re-tune (tune_alpha_beta.py --write) whenever the acoustic model is re-exported.
+ALPHA = 0.6
+BETA = 1.5
 
 # KenLM quantisation: 12-bit probabilities and backoffs keep every score within 0.03 (log10) of
 # the ARPA's; 8/8 saves 3 MB but errs by up to 0.41.

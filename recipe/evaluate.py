@@ -120,8 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = engine_matrix(args.model, folders, args.jobs)
         attrs_path = args.model / "language_model" / "attrs.json"
         attrs = json.loads(attrs_path.read_text()) if attrs_path.exists() else {}
+        from streaming import DecoderConfig, WindowConfig
+
+        w, d = WindowConfig(), DecoderConfig()
         note = (f"Through the engine (`xlsr-stream eval DIR --mode streaming|offline [--greedy]`), default "
-                f"windows, beam 100, LM alpha {attrs.get('alpha')} beta {attrs.get('beta')}:")
+                f"windows (chunk {w.chunk_s} s, left {w.left_context_s} s, right {w.right_context_s} s), beam "
+                f"{d.beam_width}, LM alpha {attrs.get('alpha')} beta {attrs.get('beta')}:")
         write_card_section(args.model, rows, note)
         print(json.dumps(rows))
         return 0
