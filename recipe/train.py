@@ -11,7 +11,10 @@ What makes a from-scratch CTC model converge quickly here:
 * length bucketing (little padding) and a curriculum: short utterances first, the length cap
   grows with the step count;
 * clean audio first, augmentation ramps in; SpecAugment-style time masking only once the
-  model has started to align (``--mask-from-step``).
+  model has started to align (``--mask-from-step``);
+* some batches (``--stream-prob``) go through the model the way the streaming engine runs it:
+  windows of limited left/right context whose chunks are stitched (:func:`windowed_logits`), so
+  the model learns to work without the whole utterance and streaming WER stays near offline WER.
 
 It also keeps an exponential moving average of the weights (``--ema-decay``, saved in the
 checkpoint): at a constant learning rate the raw weights jitter around the optimum, and the
@@ -258,6 +261,59 @@ def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, di
     return res
 
 
+# ---------------------------------------------------------------- streaming-shaped batches
+HOP = 320  # samples per output frame
+RECEPTIVE = 400  # samples the conv front end needs for one frame
+
+
+def frames_for(samples: int) -> int:
+    """Output frames of the conv front end for ``samples`` (kernel 400, stride 320 overall)."""
+    return 0 if samples < RECEPTIVE else (samples - RECEPTIVE) // HOP + 1
+
+
+def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
+                    chunk: int, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits as the streaming engine computes them: every ``chunk`` output frames come from a
+    window with up to ``left`` frames of past and ``right`` of future context, and the chunk's
+    frames are kept (stitched).  All windows of the batch go through the model in one forward.
+
+    input_values: (batch, samples) normalised audio; attention_mask: (batch, samples) 1 = audio.
+    Returns (logits (batch, frames, vocab), frame lengths (batch,)).
+    """
+    lengths = attention_mask.sum(-1).tolist()
+    n_frames = [frames_for(int(n)) for n in lengths]
+    width = max(n_frames)
+    pieces, wins = [], []  # (utterance, first kept frame, kept frames, offset in window)
+    for b, (n, nf) in enumerate(zip(lengths, n_frames)):
+        for c0 in range(0, nf, chunk):
+            f0, f1 = max(0, c0 - left), min(nf, c0 + chunk + right)
+            s0, s1 = f0 * HOP, min(int(n), (f1 - 1) * HOP + RECEPTIVE)
+            wins.append((b, s0, s1))
+            pieces.append((b, c0, min(chunk, nf - c0), c0 - f0))
+    longest = max(s1 - s0 for _, s0, s1 in wins)
+    x = input_values.new_zeros((len(wins), longest))
+    m = attention_mask.new_zeros((len(wins), longest))
+    for i, (b, s0, s1) in enumerate(wins):
+        x[i, : s1 - s0] = input_values[b, s0:s1]
+        m[i, : s1 - s0] = 1
+    win_logits = model(input_values=x, attention_mask=m).logits  # (windows, window frames, vocab)
+    out = win_logits.new_zeros((input_values.shape[0], width, win_logits.shape[-1]))
+    for i, (b, c0, k, off) in enumerate(pieces):
+        out[b, c0 : c0 + k] = win_logits[i, off : off + k]
+    return out, torch.tensor(n_frames)
+
+
+def ctc_loss_from_logits(logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,
+                         config) -> torch.Tensor:
+    """Wav2Vec2ForCTC's loss on given logits, with the config's blank, reduction and zero_infinity."""
+    mask = labels >= 0
+    log_probs = torch.nn.functional.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (frames, batch, vocab)
+    with torch.backends.cudnn.flags(enabled=False):
+        return torch.nn.functional.ctc_loss(log_probs, labels.masked_select(mask), frame_lengths, mask.sum(-1),
+                                            blank=config.pad_token_id, reduction=config.ctc_loss_reduction,
+                                            zero_infinity=config.ctc_zero_infinity)
+
+
 # ---------------------------------------------------------------- checkpoints
 def list_ckpts(d: Path) -> list[Path]:
     return sorted(d.glob("ckpt-*.pt"))
@@ -349,6 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--aug-ramp-steps", type=int, default=3000)
     g.add_argument("--mask-from-step", type=int, default=4000)
     g.add_argument("--mask-time-prob", type=float, default=0.05)
+    g = ap.add_argument_group("streaming-shaped batches")
+    g.add_argument("--stream-prob", type=float, default=0.3,
+                   help="share of batches computed as the engine streams them (windows, stitched); they cost ~2x")
+    g.add_argument("--stream-from-step", type=int, default=7000)
+    g.add_argument("--stream-chunks", default="50,75,100", help="chunk sizes in frames (20 ms) to draw from")
+    g.add_argument("--stream-lefts", default="30,50,80", help="left contexts in frames to draw from")
+    g.add_argument("--stream-rights", default="20", help="right look-aheads in frames to draw from")
     g = ap.add_argument_group("checkpoints and logs")
     g.add_argument("--ckpt-minutes", type=float, default=10.0)
     g.add_argument("--eval-every-ckpt", type=int, default=1, help="evaluate every Nth checkpoint (0: never)")
@@ -403,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     eval_sets = {"librivox": librivox_set(),
                  "synth-dev": folder_set(shards_dir().parent / "eval" / "synth-dev", args.dev_limit)}
 
+    stream_rng = random.Random(state["step"] + 29)
+    stream_shapes = [[int(v) for v in spec.split(",")] for spec in (args.stream_chunks, args.stream_lefts,
+                                                                   args.stream_rights)]
     last_ckpt = time.time()
     t_cpu, t_wall = time.process_time(), time.time()
     win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time()}
@@ -413,10 +479,16 @@ def main(argv: list[str] | None = None) -> int:
         model.config.mask_time_prob = args.mask_time_prob if step >= args.mask_from_step else 0.0
         for g_ in opt.param_groups:
             g_["lr"] = lr_at(step, args)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            out = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"],
-                        labels=batch["labels"])
-        loss = out.loss
+        if step >= args.stream_from_step and stream_rng.random() < args.stream_prob:
+            # as the engine streams: windows with limited context, so streaming WER follows offline WER
+            shape = [stream_rng.choice(choices) for choices in stream_shapes]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                logits, frame_lengths = windowed_logits(model, batch["input_values"], batch["attention_mask"], *shape)
+            loss = ctc_loss_from_logits(logits, frame_lengths, batch["labels"], model.config)
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"],
+                             labels=batch["labels"]).loss
         opt.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()

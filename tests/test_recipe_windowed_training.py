@@ -1,0 +1,64 @@
+"""Streaming-shaped training batches: windows stitched as the engine does, loss as Wav2Vec2ForCTC's."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
+from train import ctc_loss_from_logits, frames_for, windowed_logits  # noqa: E402
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory):
+    from tiny_models import write_tiny_checkpoint
+
+    path = write_tiny_checkpoint(tmp_path_factory.mktemp("m"), family="layer")
+    return transformers.Wav2Vec2ForCTC.from_pretrained(path).eval()
+
+
+def _batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, :n] = torch.randn(n, generator=gen)
+        mask[i, :n] = 1
+    return x, mask
+
+
+def test_frame_count_matches_the_model(model) -> None:
+    for n in [400, 401, 719, 720, 1000, 16000, 16319, 16320, 33333]:
+        assert frames_for(n) == int(model._get_feat_extract_output_lengths(torch.tensor(n)))
+
+
+def test_windows_covering_everything_give_the_full_forward_and_its_loss(model) -> None:
+    lengths = [9000, 6400]
+    x, mask = _batch(lengths)
+    with torch.no_grad():
+        logits, frame_lengths = windowed_logits(model, x, mask, chunk=7, left=1000, right=1000)
+        for i, n in enumerate(lengths):
+            full = model(input_values=x[i : i + 1, :n]).logits[0]
+            assert int(frame_lengths[i]) == full.shape[0]
+            torch.testing.assert_close(logits[i, : full.shape[0]], full, atol=1e-4, rtol=1e-4)
+        labels = torch.tensor([[5, 6, 7, 4, 8], [9, 10, -100, -100, -100]])
+        ours = ctc_loss_from_logits(logits, frame_lengths, labels, model.config)
+        theirs = model(input_values=x, attention_mask=mask, labels=labels).loss
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_short_windows_change_the_logits_but_train(model) -> None:
+    x, mask = _batch([9000, 6400])
+    logits, frame_lengths = windowed_logits(model, x, mask, chunk=5, left=3, right=2)
+    with torch.no_grad():
+        full = model(input_values=x[:1, :9000]).logits[0]
+    assert logits.shape[1] == full.shape[0] == int(frame_lengths[0])
+    assert not torch.allclose(logits[0, : full.shape[0]], full, atol=1e-3)  # context does matter
+    loss = ctc_loss_from_logits(logits, frame_lengths, torch.tensor([[5, 6], [7, -100]]), model.config)
+    loss.backward()
+    assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
