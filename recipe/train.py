@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                    args.stream_rights)]
     last_ckpt = time.time()
     t_cpu, t_wall = time.process_time(), time.time()
-    win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time()}
+    win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0}
     steps_this_run = 0
     while not stop["flag"] and state["step"] < args.max_steps:
         batch = loader.get()
@@ -479,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         model.config.mask_time_prob = args.mask_time_prob if step >= args.mask_from_step else 0.0
         for g_ in opt.param_groups:
             g_["lr"] = lr_at(step, args)
-        if step >= args.stream_from_step and stream_rng.random() < args.stream_prob:
+        streamed = step >= args.stream_from_step and stream_rng.random() < args.stream_prob
+        if streamed:
             # as the engine streams: windows with limited context, so streaming WER follows offline WER
             shape = [stream_rng.choice(choices) for choices in stream_shapes]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
@@ -502,14 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         state["audio_seconds"] += batch["seconds"]
         win["loss"] += loss.item()
         win["n"] += 1
+        win["streamed"] += streamed
         win["sec"] += batch["seconds"]
         if state["step"] % args.log_every == 0:
             dt = time.time() - win["t"]
             log_line(log, f"step {state['step']} loss {win['loss'] / win['n']:.3f} lr {lr_at(step, args):.2e} "
                           f"maxlen {loader.max_len_s(step):.1f}s speed {win['sec'] / dt:.1f}x rt "
                           f"data {index.seconds / 3600:.2f}h ({len(index.utts)} utts) "
-                          f"seen {state['audio_seconds'] / 3600:.2f}h")
-            win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time()}
+                          f"seen {state['audio_seconds'] / 3600:.2f}h streamed {win['streamed']}/{win['n']}")
+            win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0}
         if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop["flag"] or state["step"] >= args.max_steps:
             now_cpu, now_wall = time.process_time(), time.time()
             state["cpu_seconds"] += now_cpu - t_cpu
