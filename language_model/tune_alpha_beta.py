@@ -95,8 +95,7 @@ def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
                   cache_dir: Path | None = None, every: int = 1) -> list[Utterance]:
     """Utterances of an ``xlsr-stream eval`` folder with full-utterance log-probs from the engine:
     every ``every``-th line of transcripts.tsv (a spread over voices), at most ``limit`` of them."""
-    import soundfile as sf
-
+    from cli.audio_files import AudioFile
     from cli.evaluate import read_transcripts
     from streaming import Engine
 
@@ -110,8 +109,8 @@ def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
         else:
             if engine is None:  # only when something is not cached
                 engine = Engine.load(model_dir, lm=False)
-            samples, rate = sf.read(audio_path, dtype="float32", always_2d=True)
-            log_probs = engine.offline_log_probs(samples[:, 0], rate)
+            audio = AudioFile(audio_path)  # read as `xlsr-stream eval` reads it
+            log_probs = engine.offline_log_probs(audio.read(), audio.sample_rate)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cached, log_probs)

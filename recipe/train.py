@@ -262,15 +262,6 @@ def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, di
 
 
 # ---------------------------------------------------------------- streaming-shaped batches
-HOP = 320  # samples per output frame
-RECEPTIVE = 400  # samples the conv front end needs for one frame
-
-
-def frames_for(samples: int) -> int:
-    """Output frames of the conv front end for ``samples`` (kernel 400, stride 320 overall)."""
-    return 0 if samples < RECEPTIVE else (samples - RECEPTIVE) // HOP + 1
-
-
 def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
                     chunk: int, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits as the streaming engine computes them: every ``chunk`` output frames come from a
@@ -280,14 +271,18 @@ def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Ten
     input_values: (batch, samples) normalised audio; attention_mask: (batch, samples) 1 = audio.
     Returns (logits (batch, frames, vocab), frame lengths (batch,)).
     """
+    from streaming.windows import FrameGeometry, num_frames  # the engine's own frame arithmetic
+
+    geometry = FrameGeometry()
+    hop, field = geometry.hop_samples, geometry.receptive_field_samples
     lengths = attention_mask.sum(-1).tolist()
-    n_frames = [frames_for(int(n)) for n in lengths]
+    n_frames = [num_frames(int(n), geometry) for n in lengths]
     width = max(n_frames)
     pieces, wins = [], []  # (utterance, first kept frame, kept frames, offset in window)
     for b, (n, nf) in enumerate(zip(lengths, n_frames)):
         for c0 in range(0, nf, chunk):
             f0, f1 = max(0, c0 - left), min(nf, c0 + chunk + right)
-            s0, s1 = f0 * HOP, min(int(n), (f1 - 1) * HOP + RECEPTIVE)
+            s0, s1 = f0 * hop, min(int(n), (f1 - 1) * hop + field)
             wins.append((b, s0, s1))
             pieces.append((b, c0, min(chunk, nf - c0), c0 - f0))
     longest = max(s1 - s0 for _, s0, s1 in wins)

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
-from train import ctc_loss_from_logits, frames_for, windowed_logits  # noqa: E402
+from train import ctc_loss_from_logits, windowed_logits  # noqa: E402
+
+from streaming.windows import num_frames
 
 transformers = pytest.importorskip("transformers")
 
@@ -32,9 +34,9 @@ def _batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, mask
 
 
-def test_frame_count_matches_the_model(model) -> None:
+def test_engine_frame_count_matches_the_model(model) -> None:
     for n in [400, 401, 719, 720, 1000, 16000, 16319, 16320, 33333]:
-        assert frames_for(n) == int(model._get_feat_extract_output_lengths(torch.tensor(n)))
+        assert num_frames(n) == int(model._get_feat_extract_output_lengths(torch.tensor(n)))
 
 
 def test_windows_covering_everything_give_the_full_forward_and_its_loss(model) -> None:
