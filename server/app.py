@@ -43,6 +43,11 @@ logger = logging.getLogger("server")
 # A client refused for capacity should come back after a few seconds: long
 # enough for a stream to end, short enough that a retry loop stays responsive.
 RETRY_AFTER_S = 5
+# A message up to this many times --max-message-bytes is read and refused with an
+# error message (after the stream's finals); a larger one websockets closes at once.
+OVERSIZE_CAP = 4
+# How long finishing a stream may take before an error is sent anyway.
+SALVAGE_TIMEOUT_S = 10.0
 
 
 def server_version() -> str:
@@ -135,7 +140,10 @@ class SpeechServer:
             self.config.host,
             self.config.port,
             process_request=self._process_request,
-            max_size=self.config.max_message_bytes,
+            # Messages over the limit but under this hard cap are refused by the
+            # session with an error message and the stream's finals; beyond it
+            # websockets closes with 1009 straight away.
+            max_size=OVERSIZE_CAP * self.config.max_message_bytes,
             # At most 4 frames wait unread per connection (<= 4 MiB), after which
             # websockets stops reading TCP: the last stage of backpressure.
             max_queue=4,
@@ -352,6 +360,8 @@ class _Session:
             if report.code is not ErrorCode.INTERNAL_ERROR:
                 logger.info("%s session closed: %s", self.protocol_name, report.close_reason)
             with contextlib.suppress(ConnectionClosed):
+                if report.code.keeps_stream:
+                    await self._salvage()
                 await self.send_error(report)
                 await self.ws.close(report.close_code, report.close_reason)
         finally:
@@ -363,6 +373,22 @@ class _Session:
 
     def abort(self) -> None:
         self.ws.transport.abort()
+
+    async def _salvage(self) -> None:
+        """Before an error closes the session, send what was already recognised.
+
+        The bad message itself was refused whole, so the stream is sound: finish
+        it and send its finals, bounded in time so a stuck stream cannot hold
+        the error back.
+        """
+        if self.driver is None:
+            return
+        try:
+            await asyncio.wait_for(self.flush_finals(self.driver), SALVAGE_TIMEOUT_S)
+        except ConnectionClosed:
+            raise
+        except Exception:  # the error report still goes out; the log says why not the finals
+            logger.warning("%s session: could not flush finals before the error", self.protocol_name, exc_info=True)
 
     async def _next_frame(self, drain_waiter: asyncio.Task[Any]) -> str | bytes | None:
         """The next frame, None when the server drains; enforces idle and session limits."""
@@ -380,7 +406,15 @@ class _Session:
             recv.cancel()
             raise
         if recv in done:
-            return recv.result()
+            frame: str | bytes = recv.result()
+            size = len(frame) if isinstance(frame, bytes) else len(frame.encode())
+            if size > self.config.max_message_bytes:
+                raise SessionError(
+                    ErrorCode.MESSAGE_TOO_BIG,
+                    f"message of {size} bytes is over the limit of {self.config.max_message_bytes} bytes; "
+                    "send audio in blocks of about 0.1 s",
+                )
+            return frame
         recv.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
             await recv
@@ -422,6 +456,10 @@ class _Session:
     async def on_drain(self) -> None:
         raise NotImplementedError
 
+    async def flush_finals(self, driver: StreamDriver) -> None:
+        """Finish the stream and send its finals (not the end of the session)."""
+        raise NotImplementedError
+
     def on_events(self, events: list[TimedEvent]) -> None:
         raise NotImplementedError
 
@@ -458,9 +496,12 @@ class _VoskSession(_Session):
 
     async def on_drain(self) -> None:
         if self.driver is not None:
-            await self.driver.finish()
-            await self.ws.send(self.proto.final_reply())
+            await self.flush_finals(self.driver)
         await self.ws.close(CloseCode.GOING_AWAY, "shutting_down: server is shutting down")
+
+    async def flush_finals(self, driver: StreamDriver) -> None:
+        await driver.finish()
+        await self.ws.send(self.proto.final_reply())
 
     def on_events(self, events: list[TimedEvent]) -> None:
         self.proto.accept_events(events)
@@ -507,9 +548,13 @@ class _NativeSession(_Session):
             await self.ws.close(CloseCode.NORMAL_CLOSURE)
 
     async def _finish(self, driver: StreamDriver) -> None:
-        await driver.finish()
-        await self._outbox.join()
+        await self.flush_finals(driver)
         await self.ws.send(self.proto.end(driver.segments, driver.audio_seconds))
+
+    async def flush_finals(self, driver: StreamDriver) -> None:
+        await driver.finish()
+        if self._sender is not None:
+            await self._outbox.join()
 
     async def on_drain(self) -> None:
         if self.driver is not None:

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-message-bytes",
         type=int,
         default=_DEFAULTS.max_message_bytes,
-        help="largest WebSocket message (close 1009 above)",
+        help="largest WebSocket message; a larger one ends the stream with its finals, an error and close 1009",
     )
     limits.add_argument(
         "--idle-timeout",

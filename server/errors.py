@@ -16,7 +16,7 @@ paths and library messages never reach a client.
     start_required     1008         audio or control before the native ``start``
     idle_timeout       1008         no message for ``idle_timeout_s``
     session_too_long   1008         session longer than ``max_session_s``
-    message_too_big    1009         frame over ``max_message_bytes`` (sent by websockets)
+    message_too_big    1009         message over ``max_message_bytes``
     internal_error     1011         anything unexpected; details only in the server log
     shutting_down      1001         server drained this stream on SIGTERM
 """
@@ -53,6 +53,15 @@ class ErrorCode(enum.Enum):
     @property
     def text(self) -> str:
         return self.value[0]
+
+    @property
+    def keeps_stream(self) -> bool:
+        """Whether the stream is still sound when this error ends the session.
+
+        The client (or a limit) ended it, not the engine, so what was already
+        recognised is flushed to the client as finals before the error.
+        """
+        return self not in (ErrorCode.INTERNAL_ERROR, ErrorCode.SHUTTING_DOWN)
 
     @property
     def close_code(self) -> int:

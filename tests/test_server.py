@@ -360,9 +360,16 @@ def test_message_size_idle_and_session_limits(engine: Engine) -> None:
             port = server.port
             async with connect(f"ws://127.0.0.1:{port}/") as ws:
                 await ws.send(b"\x00" * 8192)
+                refused = json.loads(await ws.recv())
                 with pytest.raises(ConnectionClosed):
                     await ws.recv()
-                too_big = (ws.close_code, ws.close_reason)
+                too_big = (ws.close_code, ws.close_reason, refused)
+            # Far over the limit: websockets itself closes, before reading it all.
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
+                await ws.send(b"\x00" * 40000)
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+                far_too_big = (ws.close_code, ws.close_reason)
             idle = await native_error(port, [START])
             # Keep sending (never idle) until the session limit ends the stream.
             async with connect(f"ws://127.0.0.1:{port}/v1/stream") as ws:
@@ -376,12 +383,54 @@ def test_message_size_idle_and_session_limits(engine: Engine) -> None:
                     while True:
                         await ws.recv()
                 too_long = (ws.close_code, ws.close_reason, time.monotonic() - started)
-            return too_big, idle, too_long
+            return too_big, far_too_big, idle, too_long
 
-    too_big, idle, too_long = run(scenario())
-    assert too_big[0] == 1009 and "exceeds limit of 4096 bytes" in too_big[1]
+    too_big, far_too_big, idle, too_long = run(scenario())
+    assert too_big[0] == 1009 and too_big[1].startswith("message_too_big: message of 8192 bytes")
+    assert too_big[2]["code"] == "message_too_big" and "limit of 4096 bytes" in too_big[2]["error"]
+    assert far_too_big[0] == 1009 and "exceeds limit of 16384 bytes" in far_too_big[1]
     assert idle[0]["code"] == "idle_timeout" and idle[1] == 1008
     assert too_long[0] == 1008 and too_long[1].startswith("session_too_long") and too_long[2] < 5
+
+
+@pytest.mark.parametrize("bad", ["{oops", b"\x01\x02\x03", b"\x00" * 8193])
+@pytest.mark.parametrize("path", ["/", "/v1/stream"])
+def test_bad_input_mid_stream_still_delivers_what_was_recognised(
+    engine: Engine, clips: list[tuple[np.ndarray, int]], path: str, bad: str | bytes
+) -> None:
+    """The stream is finished and its finals sent before the error and the close."""
+    audio, rate = clips[0]
+    sent = blocks(audio)[:8]  # 2 s: one mid-stream final (1.5 s segments), then an open segment
+
+    async def scenario() -> tuple[list[dict], int | None]:
+        async with running(engine, max_message_bytes=8192) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}{path}") as ws:
+                messages = []
+                if path != "/":
+                    await ws.recv()
+                    await ws.send(START)
+                for block in sent:
+                    await ws.send(block.tobytes())
+                    if path == "/":
+                        messages.append(json.loads(await ws.recv()))
+                await ws.send(bad)
+                with contextlib.suppress(ConnectionClosed):
+                    async for message in ws:
+                        messages.append(json.loads(message))
+                return messages, ws.close_code
+
+    messages, close_code = run(scenario())
+    expected = reference(engine, np.concatenate(sent), rate)
+    assert len(expected) >= 2 and expected[-1].text  # something was still open
+    error = messages[-1]
+    assert error.get("code") in ("bad_json", "bad_audio", "message_too_big")
+    assert close_code in (1007, 1009)
+    if path == "/":
+        texts = [m["text"] for m in messages if "text" in m]
+    else:
+        texts = [m["text"] for m in messages if m.get("type") == "final"]
+        assert messages[-2]["type"] == "final" and messages[-2]["reason"] == "finish"
+    assert joined(texts) == joined([f.text for f in expected])
 
 
 def test_abrupt_disconnect_frees_everything(engine: Engine, clips: list[tuple[np.ndarray, int]]) -> None:
