@@ -262,6 +262,34 @@ def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, di
 
 
 # ---------------------------------------------------------------- streaming-shaped batches
+
+
+def stream_prob_schedule(spec: str) -> list[tuple[int, float]]:
+    """``"0.3"`` or ``"0.3,7650:0.5"`` -> [(0, 0.3), (7650, 0.5)]: the share from each step on.
+
+    >>> stream_prob_schedule("0.3,7650:0.5")
+    [(0, 0.3), (7650, 0.5)]
+    """
+    schedule: list[tuple[int, float]] = []
+    for i, part in enumerate(spec.split(",")):
+        step, _, prob = part.rpartition(":")
+        try:
+            entry = (int(step) if step else 0, float(prob))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected P or P,STEP:P,..., got {spec!r}") from None
+        if not 0.0 <= entry[1] <= 1.0 or (i and entry[0] <= schedule[-1][0]) or (i == 0 and step):
+            raise argparse.ArgumentTypeError(f"expected P or P,STEP:P,... with rising steps, P in 0..1, got {spec!r}")
+        schedule.append(entry)
+    return schedule
+
+
+def stream_prob_at(schedule: list[tuple[int, float]], step: int) -> float:
+    """The share of streaming-shaped batches at ``step``.
+
+    >>> stream_prob_at([(0, 0.3), (7650, 0.5)], 7649), stream_prob_at([(0, 0.3), (7650, 0.5)], 7650)
+    (0.3, 0.5)
+    """
+    return [prob for start, prob in schedule if start <= step][-1]
 def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
                     chunk: int, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits as the streaming engine computes them: every ``chunk`` output frames come from a
@@ -401,8 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--mask-from-step", type=int, default=4000)
     g.add_argument("--mask-time-prob", type=float, default=0.05)
     g = ap.add_argument_group("streaming-shaped batches")
-    g.add_argument("--stream-prob", type=float, default=0.3,
-                   help="share of batches computed as the engine streams them (windows, stitched); they cost ~2x")
+    g.add_argument("--stream-prob", type=stream_prob_schedule, default="0.3,8292:0.5",
+                   help="share of batches computed as the engine streams them (windows, stitched; they cost ~2x): "
+                        "P, or P,STEP:P,... to change it at those steps")
     g.add_argument("--stream-from-step", type=int, default=7000)
     g.add_argument("--stream-chunks", default="50,75,100", help="chunk sizes in frames (20 ms) to draw from")
     g.add_argument("--stream-lefts", default="30,50,80", help="left contexts in frames to draw from")
@@ -474,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         model.config.mask_time_prob = args.mask_time_prob if step >= args.mask_from_step else 0.0
         for g_ in opt.param_groups:
             g_["lr"] = lr_at(step, args)
-        streamed = step >= args.stream_from_step and stream_rng.random() < args.stream_prob
+        streamed = step >= args.stream_from_step and stream_rng.random() < stream_prob_at(args.stream_prob, step)
         if streamed:
             # as the engine streams: windows with limited context, so streaming WER follows offline WER
             shape = [stream_rng.choice(choices) for choices in stream_shapes]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
-from train import ctc_loss_from_logits, windowed_logits  # noqa: E402
+from train import ctc_loss_from_logits, stream_prob_at, stream_prob_schedule, windowed_logits  # noqa: E402
 
 from streaming.windows import num_frames
 
@@ -64,3 +65,14 @@ def test_short_windows_change_the_logits_but_train(model) -> None:
     loss = ctc_loss_from_logits(logits, frame_lengths, torch.tensor([[5, 6], [7, -100]]), model.config)
     loss.backward()
     assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
+
+
+def test_stream_prob_schedule_changes_the_share_at_the_given_steps() -> None:
+    schedule = stream_prob_schedule("0.3,7650:0.5,9000:0.7")
+    assert [stream_prob_at(schedule, step) for step in (0, 7649, 7650, 8999, 9000, 10**6)] == [
+        0.3, 0.3, 0.5, 0.5, 0.7, 0.7
+    ]
+    assert stream_prob_at(stream_prob_schedule("1"), 1) == 1.0
+    for bad in ("x", "1.5", "0.3,7650:0.5,7000:0.6", "10:0.3", "0.3,a:0.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            stream_prob_schedule(bad)
