@@ -11,7 +11,9 @@ engine (0.1 s blocks, endpointing off so the text is comparable) and reports:
 
 Usage:
     .venv/bin/python benchmarks/bench_streaming_vs_offline.py [--model DIR] [--dev DIR] [--threads 2]
-        [--settings 1.0/0.6/0.4,2.0/1.6/0.4] [--variants default|all] [--limit N]
+        [--settings 1.0/0.6/0.4,1.0/6.0/0.4m] [--variants default|all] [--limit N]
+
+A setting ending in "m" keeps the left context as attention memory (WindowConfig.memory).
 """
 
 from __future__ import annotations
@@ -29,25 +31,21 @@ from cli.audio_files import AudioFile  # noqa: E402
 from cli.evaluate import _wer_many, normalize_text, read_transcripts  # noqa: E402
 from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
 
-SETTINGS = [  # (chunk, left, right) seconds
-    (1.0, 0.6, 0.4),
-    (1.0, 1.0, 0.4),
-    (0.5, 1.0, 0.3),
-    (1.0, 2.0, 0.5),
-    (2.0, 2.0, 0.5),
-]
+SETTINGS = "1.0/0.6/0.4,2.0/1.6/0.4,1.0/6.0/0.4m,1.0/6.0/0.6m"  # chunk/left/right s; m: attention memory
 
 VARIANTS = [("running", True), ("running", False), ("window", False)]  # (normalization, reuse_features)
 
 
-def _settings(text: str) -> list[tuple[float, float, float]]:
+def _settings(text: str) -> list[WindowConfig]:
+    """``1.0/0.6/0.4`` recomputes the left context; ``1.0/6.0/0.4m`` keeps it as attention memory."""
     out = []
     for item in text.split(","):
-        parts = item.split("/")
+        memory = item.endswith("m")
+        parts = item.removesuffix("m").split("/")
         if len(parts) != 3:
-            raise argparse.ArgumentTypeError(f"expected chunk/left/right seconds, got {item!r}")
+            raise argparse.ArgumentTypeError(f"expected chunk/left/right seconds (m: memory), got {item!r}")
         chunk, left, right = (float(x) for x in parts)
-        out.append((chunk, left, right))
+        out.append(WindowConfig(chunk, left, right, memory=memory))
     return out
 
 
@@ -61,7 +59,7 @@ class TimedModel:
 
     def __getattr__(self, name):  # type: ignore[no-untyped-def]
         attr = getattr(self.inner, name)
-        if name in ("log_probs", "conv_features", "log_probs_from_features"):
+        if name in ("log_probs", "conv_features", "log_probs_from_features", "log_probs_with_memory"):
             def timed(*a, **k):  # type: ignore[no-untyped-def]
                 t0 = time.process_time()
                 try:
@@ -121,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'chunk/left/right s':>18} {'norm':>8} {'reuse':>5} {'compute':>8} {'argmax=':>8} "
           f"{'|Δlogp|':>8} {'WER':>7} {'text=offline':>12}")
     variants = [("running", True)] if args.variants == "default" else VARIANTS
-    for chunk, left, right in args.settings:
-        for norm, reuse in variants:
+    for window in args.settings:
+        for norm, reuse in [("running", True)] if window.memory else variants:
             engine = Engine(timed, language_model=base.language_model, decoder_config=base.decoder_config,
-                            window=WindowConfig(chunk, left, right), endpoint=EndpointConfig(enabled=False),
+                            window=window, endpoint=EndpointConfig(enabled=False),
                             normalization=norm, reuse_features=reuse)
             if reuse and not engine.reuse_features:
                 continue
@@ -138,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 agree.append(float((lp.argmax(axis=1) == best).mean()))
                 delta.append(float(np.abs(lp[np.arange(len(best)), best] - ref_lp[np.arange(len(best)), best]).mean()))
             ratio = timed.seconds / offline_s
-            print(f"{f'{chunk}/{left}/{right}':>18} {norm:>8} {str(engine.reuse_features):>5} {ratio:7.2f}x "
+            label = f"{window.chunk_s}/{window.left_context_s}/{window.right_context_s}{'m' * engine.memory}"
+            print(f"{label:>18} {norm:>8} {str(engine.reuse_features):>5} {ratio:7.2f}x "
                   f"{np.mean(agree):8.1%} {np.mean(delta):8.3f} {_wer_many(refs, texts):7.2%} "
                   f"{same:>5}/{len(audios)}")
     return 0

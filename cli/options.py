@@ -6,8 +6,9 @@ import argparse
 import logging
 
 from streaming import DecoderConfig, EndpointConfig, Engine, WindowConfig
+from streaming.windows import RECOMPUTED_LEFT_CONTEXT_S
 
-__all__ = ["add_engine_arguments", "engine_from_args"]
+__all__ = ["add_engine_arguments", "engine_from_args", "window_from_args"]
 
 _WINDOW = WindowConfig()
 _DECODER = DecoderConfig()
@@ -42,7 +43,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     win = parser.add_argument_group("streaming windows")
     win.add_argument("--chunk-s", type=float, default=_WINDOW.chunk_s, help="output per window, seconds")
-    win.add_argument("--left-context-s", type=float, default=_WINDOW.left_context_s)
+    win.add_argument("--left-context-s", type=float, default=None,
+                     help=f"past audio the model sees (default: {_WINDOW.left_context_s:g} with attention memory, "
+                          f"{RECOMPUTED_LEFT_CONTEXT_S:g} without)")
+    win.add_argument("--attention-memory", action=argparse.BooleanOptionalAction, default=_WINDOW.memory,
+                     help="keep the left context as each layer's cached inputs instead of recomputing it "
+                          "(needs a layer-norm conv front end; others recompute)")
     win.add_argument("--right-context-s", type=float, default=_WINDOW.right_context_s,
                      help="look-ahead; adds to latency")
     win.add_argument("--normalization", choices=("running", "window", "none"), default="running",
@@ -52,6 +58,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     ep.add_argument("--silence-after-speech-s", type=float, default=_ENDPOINT.silence_after_speech_s)
     ep.add_argument("--max-segment-s", type=float, default=_ENDPOINT.max_segment_s)
     ep.add_argument("--no-endpoints", action="store_true", help="one segment per stream")
+
+
+def window_from_args(args: argparse.Namespace) -> WindowConfig:
+    left = args.left_context_s
+    if left is None:
+        left = _WINDOW.left_context_s if args.attention_memory else RECOMPUTED_LEFT_CONTEXT_S
+    return WindowConfig(args.chunk_s, left, args.right_context_s, memory=args.attention_memory)
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
@@ -71,7 +84,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         device=args.device,
         threads=args.threads,
         decoder=decoder,
-        window=WindowConfig(args.chunk_s, args.left_context_s, args.right_context_s),
+        window=window_from_args(args),
         endpoint=EndpointConfig(
             silence_after_speech_s=args.silence_after_speech_s,
             max_segment_s=args.max_segment_s,

@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
         w, d = WindowConfig(), DecoderConfig()
         note = (f"Through the engine (`xlsr-stream eval DIR --mode streaming|offline [--greedy]`), default "
-                f"windows (chunk {w.chunk_s} s, left {w.left_context_s} s, right {w.right_context_s} s), beam "
+                f"windows (chunk {w.chunk_s} s, left {w.left_context_s} s{' as attention memory' * w.memory}, "
+                f"right {w.right_context_s} s), beam "
                 f"{d.beam_width}, LM alpha {attrs.get('alpha')} beta {attrs.get('beta')}:")
         write_card_section(args.model, rows, note)
         print(json.dumps(rows))

@@ -39,7 +39,16 @@ from .events import Event, Final, Partial, Word
 from .language_model import LanguageModel, load_language_model
 from .normalization import NORMALIZATION_MODES, RunningStats, normalize_utterance
 from .stitching import FeatureCache, WindowOutput, WindowRequest
-from .windows import FrameGeometry, Window, WindowConfig, chunk_ready, num_frames, plan_window
+from .windows import (
+    RECOMPUTED_LEFT_CONTEXT_S,
+    FrameGeometry,
+    Window,
+    WindowConfig,
+    chunk_ready,
+    num_frames,
+    plan_window,
+    seconds_to_frames,
+)
 
 __all__ = ["DEFAULT_MODEL_DIR", "Engine", "Recognizer", "default_model_path"]
 
@@ -99,6 +108,25 @@ class Engine:
         self.reuse_features = (
             reuse_features and model.features_are_local and self.normalization != "window"
         )
+        # Attention memory: windows hold no recomputed left context; the left
+        # context is each layer's cached inputs (memory_frames of them), and the
+        # positional convolution sees pos_context_frames of real past features.
+        self.memory = self.window.memory and self.reuse_features
+        if self.window.memory and not self.memory:
+            # Recomputing seconds of context in every window would cost several
+            # offline passes: fall back to the short recomputed context.
+            recomputed = seconds_to_frames(RECOMPUTED_LEFT_CONTEXT_S, self.geometry)
+            if self.left_frames > recomputed:
+                logger.info(
+                    "attention memory needs a local conv front end (feat_extract_norm='layer') and "
+                    "running or no normalization; recomputing %.1f s of left context instead of %.1f s",
+                    RECOMPUTED_LEFT_CONTEXT_S, self.window.left_context_s,
+                )
+                self.left_frames = recomputed
+        self.memory_frames = self.left_frames if self.memory else 0
+        self.pos_context_frames = model.pos_context_frames if self.memory else 0
+        if self.memory:
+            self.left_frames = 0
         self._decoder = build_decoder(self.info.vocab, lm=language_model, config=self.decoder_config)
         self._model_lock = threading.Lock()
         self._stream_ids = itertools.count()
@@ -202,12 +230,34 @@ class Engine:
             full: list[np.ndarray] = []
             for req, new in zip(requests, new_features):
                 parts = [p for p in (req.cached_features, new) if p is not None and p.shape[0]]
-                full.append(np.concatenate(parts, axis=0))  # (window frames, conv_dim)
+                full.append(np.concatenate(parts, axis=0))  # (pos_context + window frames, conv_dim)
+            if self.memory:
+                self._run_with_memory(requests, full, new_features, outputs)
+                return [o for o in outputs if o is not None]
             for idx, batch in _group_by_arrays(full):
                 log_probs = self.model.log_probs_from_features(batch)  # (batch, frames, vocab)
                 for i, lp in zip(idx, log_probs):
                     outputs[i] = WindowOutput(lp, new_features[i])
         return [o for o in outputs if o is not None]
+
+    def _run_with_memory(
+        self,
+        requests: Sequence[WindowRequest],
+        features: list[np.ndarray],
+        new_features: list[np.ndarray | None],
+        outputs: list[WindowOutput | None],
+    ) -> None:
+        """Windows with attention memory; one forward per group of equal shapes."""
+        groups: dict[tuple[int, int, int], list[int]] = {}
+        for i, (req, feats) in enumerate(zip(requests, features)):
+            mem = 0 if req.memory is None else req.memory.shape[1]
+            groups.setdefault((feats.shape[0], req.pos_context, mem), []).append(i)
+        for (_, pos_context, mem), idx in groups.items():
+            batch = np.stack([features[i] for i in idx])  # (batch, pos_context + frames, conv_dim)
+            memory = np.stack([requests[i].memory for i in idx]) if mem else None  # type: ignore[misc]
+            log_probs, inputs = self.model.log_probs_with_memory(batch, pos_context, memory)
+            for j, i in enumerate(idx):
+                outputs[i] = WindowOutput(log_probs[j], new_features[i], inputs[j])
 
     # ---------------------------------------------------------------- offline
     def offline_log_probs(self, samples: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
@@ -277,6 +327,8 @@ class Recognizer:
         self._next_output = 0  # chunk index whose output is expected next
         self._in_flight = 0
         self._features = FeatureCache()
+        # Attention memory: each layer's inputs for the last memory_frames frames.
+        self._memory: np.ndarray | None = None  # (layers, frames, hidden)
         self._finished = False
         self._closed = False
         self._events: list[Event] = []
@@ -403,6 +455,8 @@ class Recognizer:
             if output.new_features is not None:
                 self._features.append(request.new_frame_start, output.new_features)
             kept = output.kept(window)  # (chunk frames, vocab)
+            if self.engine.memory:
+                self._remember(output, window)
             if self._recorded is not None:
                 self._recorded.append(kept)
             self._next_output += 1
@@ -429,9 +483,18 @@ class Recognizer:
                 return
             self.accept_window_outputs(requests, self.engine.run_windows(requests))
 
+    def _remember(self, output: WindowOutput, window: Window) -> None:
+        """Append the chunk frames' layer inputs to the attention memory, keep the newest."""
+        if output.layer_inputs is None:
+            raise ValueError("a window with attention memory came back without its layer inputs")
+        new = output.layer_inputs[:, window.keep_slice()]  # (layers, chunk frames, hidden)
+        memory = new if self._memory is None else np.concatenate([self._memory, new], axis=1)
+        self._memory = memory[:, -self.engine.memory_frames :] if self.engine.memory_frames else memory[:, :0]
+
     def _next_window_start(self) -> int:
-        """First frame any window not yet handed out will need."""
-        return max(0, self._next_request * self.engine.chunk_frames - self.engine.left_frames)
+        """First frame any window not yet handed out will need (conv features included)."""
+        engine = self.engine
+        return max(0, self._next_request * engine.chunk_frames - engine.left_frames - engine.pos_context_frames)
 
     def _trim_buffer(self) -> None:
         keep_from = self._geo.frame_start_sample(self._next_window_start())
@@ -468,6 +531,14 @@ class Recognizer:
                 samples = normalize_utterance(samples)
             return WindowRequest(self.id, window, samples, window.frame_start)
         new_start = max(window.frame_start, min(self._features.end, window.frame_end))
+        if self.engine.memory:
+            feature_start = max(0, window.frame_start - self.engine.pos_context_frames)
+            cached = self._features.take(feature_start, new_start)
+            samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
+            return WindowRequest(
+                self.id, window, samples, new_start, cached,
+                pos_context=window.frame_start - feature_start, memory=self._memory,
+            )
         cached = self._features.take(window.frame_start, new_start)
         samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
         return WindowRequest(self.id, window, samples, new_start, cached)

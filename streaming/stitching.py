@@ -31,8 +31,8 @@ class WindowRequest:
 
     Without feature reuse, ``samples`` is the whole window and
     ``cached_features`` is None.  With reuse, ``cached_features`` holds frames
-    ``[window.frame_start, new_frame_start)`` and ``samples`` just covers frames
-    ``[new_frame_start, window.frame_end)``.
+    ``[window.frame_start - pos_context, new_frame_start)`` and ``samples`` just
+    covers frames ``[new_frame_start, window.frame_end)``.
     """
 
     stream_id: int
@@ -40,6 +40,11 @@ class WindowRequest:
     samples: np.ndarray  # (samples,) float32, already normalized
     new_frame_start: int
     cached_features: np.ndarray | None = None  # (frames, conv_dim) float32
+    # Attention memory (``WindowConfig.memory``): the window's first ``pos_context``
+    # feature frames only feed the positional convolution, and ``memory`` holds each
+    # layer's inputs for the frames before the window.
+    pos_context: int = 0
+    memory: np.ndarray | None = None  # (layers, mem frames, hidden) float32
 
     @property
     def num_new_frames(self) -> int:
@@ -52,6 +57,7 @@ class WindowOutput:
 
     log_probs: np.ndarray  # (window frames, vocab) float32 log-softmax
     new_features: np.ndarray | None = None  # (new frames, conv_dim) when reusing features
+    layer_inputs: np.ndarray | None = None  # (layers, window frames, hidden) with attention memory
 
     def kept(self, window: Window) -> np.ndarray:
         """The chunk's frames: (keep_end - keep_start, vocab)."""

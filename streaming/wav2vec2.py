@@ -399,9 +399,15 @@ class _PositionalConv(nn.Module):
         )
         self.activation = _ACTIVATIONS[config.feat_extract_activation]
 
-    def forward(self, x: Tensor) -> Tensor:
-        frames = x.shape[1]
-        y = self.conv(x.transpose(1, 2))  # (batch, hidden, frames + 1 - kernel % 2)
+    def forward(self, x: Tensor, context: int = 0) -> Tensor:
+        """Position signal for ``x[:, context:]``; the first ``context`` frames
+        (at most half the kernel) are real past frames standing in for padding."""
+        pad = self.conv.kernel_size[0] // 2  # the "same" padding of a full forward
+        if not 0 <= context <= pad:
+            raise ValueError(f"positional context must be in 0..{pad} frames, got {context}")
+        frames = x.shape[1] - context
+        xt = F.pad(x.transpose(1, 2), (pad - context, pad))  # (batch, hidden, pad + frames + pad)
+        y = F.conv1d(xt, self.conv.weight, self.conv.bias, groups=self.conv.groups)
         y = y[:, :, :frames]  # (batch, hidden, frames): an even kernel yields one extra frame
         return self.activation(y).transpose(1, 2)  # (batch, frames, hidden)
 
@@ -415,17 +421,19 @@ class _SelfAttention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden)
         self.out_proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Queries from ``x``; keys and values from ``context`` (default ``x`` itself)."""
         batch, frames, hidden = x.shape
         head_dim = hidden // self.heads
+        context = x if context is None else context  # (batch, context frames, hidden)
 
         def split(t: Tensor) -> Tensor:
-            # (batch, frames, hidden) -> (batch, heads, frames, head_dim)
-            return t.view(batch, frames, self.heads, head_dim).transpose(1, 2)
+            # (batch, n, hidden) -> (batch, heads, n, head_dim)
+            return t.view(batch, t.shape[1], self.heads, head_dim).transpose(1, 2)
 
         q = split(self.q_proj(x))  # (batch, heads, frames, head_dim)
-        k = split(self.k_proj(x))  # (batch, heads, frames, head_dim)
-        v = split(self.v_proj(x))  # (batch, heads, frames, head_dim)
+        k = split(self.k_proj(context))  # (batch, heads, context frames, head_dim)
+        v = split(self.v_proj(context))  # (batch, heads, context frames, head_dim)
         # Default scale 1/sqrt(head_dim) is the one wav2vec2 uses; no mask (unpadded batch).
         y = F.scaled_dot_product_attention(q, k, v)  # (batch, heads, frames, head_dim)
         y = y.transpose(1, 2).reshape(batch, frames, hidden)  # (batch, frames, hidden)
@@ -453,12 +461,15 @@ class _EncoderLayer(nn.Module):
         self.feed_forward = _FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor | None = None) -> Tensor:
+        """``memory``: this layer's inputs for earlier frames, attended to as well."""
+        context = None if memory is None else torch.cat([memory, x], dim=1)  # (batch, mem + frames, hidden)
         if self.pre_norm:  # large-lv60 / XLSR: normalise the branch inputs
-            x = x + self.attention(self.layer_norm(x))  # (batch, frames, hidden)
+            normed = self.layer_norm(x)  # (batch, frames, hidden)
+            x = x + self.attention(normed, None if context is None else self.layer_norm(context))
             return x + self.feed_forward(self.final_layer_norm(x))  # (batch, frames, hidden)
         # base models: normalise after each residual add
-        x = self.layer_norm(x + self.attention(x))  # (batch, frames, hidden)
+        x = self.layer_norm(x + self.attention(x, context))  # (batch, frames, hidden)
         return self.final_layer_norm(x + self.feed_forward(x))  # (batch, frames, hidden)
 
 
@@ -479,6 +490,30 @@ class _Encoder(nn.Module):
         if self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
         return x
+
+    def forward_with_memory(self, x: Tensor, pos_context: int, memory: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Encode ``x[:, pos_context:]``, attending also to earlier frames' cached layer inputs.
+
+        ``x``: (batch, pos_context + frames, hidden) projected features; the first
+        ``pos_context`` frames only feed the positional convolution (so window
+        frames see real past audio there instead of zero padding).
+        ``memory``: (batch, layers, mem, hidden), each layer's inputs for the
+        ``mem`` frames just before ``x[:, pos_context:]``, or None.
+        Returns the hidden states (batch, frames, hidden) and this call's layer
+        inputs (batch, layers, frames, hidden), the next call's memory.
+        """
+        x = x[:, pos_context:] + self.pos_conv_embed(x, pos_context)  # (batch, frames, hidden)
+        if not self.pre_norm:
+            x = self.layer_norm(x)  # (batch, frames, hidden)
+        inputs = []
+        for i, layer in enumerate(self.layers):
+            inputs.append(x)
+            x = layer(x, None if memory is None or memory.shape[2] == 0 else memory[:, i])  # (batch, frames, hidden)
+        if self.pre_norm:
+            x = self.layer_norm(x)  # (batch, frames, hidden)
+        if not inputs:
+            return x, x.new_zeros((x.shape[0], 0, *x.shape[1:]))
+        return x, torch.stack(inputs, dim=1)  # (batch, frames, hidden), (batch, layers, frames, hidden)
 
 
 class Wav2Vec2CTC(nn.Module):
@@ -507,6 +542,15 @@ class Wav2Vec2CTC(nn.Module):
         x = self.feature_projection(features)  # (batch, frames, hidden)
         x = self.encoder(x)  # (batch, frames, hidden)
         return self.lm_head(x)  # (batch, frames, vocab)
+
+    def logits_with_memory(
+        self, features: Tensor, pos_context: int, memory: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Conv features (batch, pos_context + frames, conv_dim) -> CTC logits for the
+        last ``frames`` and their layer inputs; see :meth:`_Encoder.forward_with_memory`."""
+        x = self.feature_projection(features)  # (batch, pos_context + frames, hidden)
+        x, inputs = self.encoder.forward_with_memory(x, pos_context, memory)
+        return self.lm_head(x), inputs  # (batch, frames, vocab), (batch, layers, frames, hidden)
 
     def forward(self, waveforms: Tensor) -> Tensor:
         """(batch, samples) -> (batch, frames, vocab) CTC logits (not normalised)."""

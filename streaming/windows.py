@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "RECOMPUTED_LEFT_CONTEXT_S",
     "FrameGeometry",
     "Window",
     "WindowConfig",
@@ -105,46 +106,58 @@ def seconds_to_frames(seconds: float, geometry: FrameGeometry = FrameGeometry(),
     return frames
 
 
+# Left context when it is recomputed in every window (memory=False): its cost
+# grows with its length, so it stays short.
+RECOMPUTED_LEFT_CONTEXT_S = 0.6
+
+
 @dataclass(frozen=True)
 class WindowConfig:
     """Chunk size and context, in seconds (each a multiple of the 20 ms frame).
 
-    Measured on the default model (step 7254; 5.7M parameters; the conv front
-    end is 56% of a forward, the transformer 44%) over all 300 held-out
-    synthetic utterances, 1 thread.  Compute and greedy WER from
-    ``benchmarks/bench_streaming_vs_offline.py --greedy``, LM WER (beam 100,
-    alpha 0.6, beta 1.5) from ``xlsr-stream eval --mode streaming``; offline
-    WER is 81.75 % greedy and 58.92 % with the LM:
+    Measured on the default model (step 8615; 5.7M parameters; the conv front
+    end is 56% of a forward, the transformer 44%), 1 thread, with
+    ``benchmarks/bench_streaming_vs_offline.py``: compute on the first 100
+    held-out synthetic utterances (``--greedy``, idle machine), frame
+    agreement and LM WER (beam 100, alpha 0.6, beta 1.5) on all 300, where
+    offline WER is 56.13 % (an ``m`` marks attention memory):
 
-    ========================  =======  ========  ============  ==========
-    chunk / left / right (s)  compute  argmax =  greedy WER    LM WER
-    ========================  =======  ========  ============  ==========
-    1.0 / 0.6 / 0.4 default   1.43x    94.0 %    84.06 +2.31   61.80 +2.88
-    1.5 / 1.0 / 0.4           1.32x    95.6 %    82.47 +0.72   61.66 +2.74
-    1.5 / 1.2 / 0.4           1.37x    95.7 %    82.69 +0.94   61.60 +2.68
-    2.0 / 1.6 / 0.4           1.33x    96.9 %    81.84 +0.09   60.69 +1.77
-    2.0 / 2.0 / 0.4           1.41x    97.8 %    81.92 +0.17   60.03 +1.11
-    ========================  =======  ========  ============  ==========
+    ==========================  =======  ========  ============
+    chunk / left / right (s)    compute  argmax =  LM WER
+    ==========================  =======  ========  ============
+    1.0 / 0.6 / 0.4             1.42x    95.0 %    58.38 +2.25
+    1.0 / 3.0 / 0.4 m           1.36x    96.4 %    (100 only)
+    1.0 / 6.0 / 0.4 m default   1.42x    96.9 %    57.56 +1.43
+    1.0 / 6.0 / 0.6 m           1.45x    97.4 %    57.59 +1.46
+    1.0 / 20.0 / 0.4 m          --       96.9 %    57.56 +1.43
+    ==========================  =======  ========  ============
 
-    With conv features reused, compute relative to offline is roughly
-    0.56 + 0.44 * (left + chunk + right) / chunk plus a per-window overhead that
-    favours longer chunks.  With the LM, only chunks of 2 s or more narrow the
-    gap, at about twice the partial latency; the model was trained on whole
-    utterances with global attention, so the lasting fix is training it to
-    work from limited context, not longer windows.
+    Recomputing the left context costs compute roughly 0.56 + 0.44 * (left +
+    chunk + right) / chunk of offline, so it has to stay short; on the step-7254
+    model only 2 s chunks with 2 s of recomputed context came near offline
+    (+1.11 with the LM, at twice the partial latency).  Attention memory gives
+    each chunk 6 s of past for the compute of 0.6 s, at the same latency.  The
+    remaining gap is the look-ahead: offline every frame sees the whole future.
+    Training on streaming-shaped batches narrows it further (recipe/README.md).
     """
 
     # Output frames per window. Partials can't come faster than this, and every
-    # window pays for its context again, so transformer compute per second of
-    # audio is (left + chunk + right) / chunk times that of one offline pass.
+    # window pays for its look-ahead (and recomputed left context) again.
     chunk_s: float = 1.0
-    # Past audio the transformer sees again. Attention is global, so frames near
-    # a window's left edge lose context; 0.6 s keeps compute within 1.5x offline
-    # (see the table); with the LM, 1.5/1.0 windows gain only 0.14 WER points.
-    left_context_s: float = 0.6
+    # Past audio the model sees. Attention is global, so frames that see less of
+    # the past than a full forward does drift from it. With attention memory 6 s
+    # cost no more than 0.6 s recomputed (see the table); longer gains nothing.
+    left_context_s: float = 6.0
     # Future audio the model sees before a frame is committed. Adds directly to
     # latency; CTC models need ~0.2-0.4 s of look-ahead to place a character.
     right_context_s: float = 0.4
+    # How the left context reaches the model.  False: its audio goes through the
+    # transformer again in every window (exact for local models, costs
+    # left/chunk extra).  True: each layer attends to its own cached inputs for
+    # the last ``left_context_s`` of frames (Transformer-XL style), so past
+    # context is nearly free and can be long; needs a local conv front end
+    # ("layer" family), others fall back to recomputing.
+    memory: bool = True
 
     def __post_init__(self) -> None:
         for name, low, high in (
@@ -158,7 +171,7 @@ class WindowConfig:
             seconds_to_frames(value, name=name)
 
     def frames(self, geometry: FrameGeometry = FrameGeometry()) -> tuple[int, int, int]:
-        """(chunk, left, right) in frames: defaults give (50, 30, 20)."""
+        """(chunk, left, right) in frames: defaults give (50, 300, 20)."""
         return (
             seconds_to_frames(self.chunk_s, geometry, name="chunk_s"),
             seconds_to_frames(self.left_context_s, geometry, name="left_context_s"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 
@@ -11,6 +12,9 @@ import soundfile as sf
 
 from cli.evaluate import normalize_text
 from cli.main import main
+from cli.options import add_engine_arguments, window_from_args
+from streaming import WindowConfig
+from streaming.windows import RECOMPUTED_LEFT_CONTEXT_S
 
 FAST = ["--beam-width", "4", "--no-lm"]
 
@@ -97,3 +101,14 @@ def test_eval_rejects_a_folder_without_transcripts(tmp_path, capsys):
 
 def test_normalize_text():
     assert normalize_text("Don't STOP -- now!") == "don't stop now"
+
+
+def test_window_options_pick_the_left_context_for_the_mode() -> None:
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    assert window_from_args(parser.parse_args([])) == WindowConfig()
+    recompute = window_from_args(parser.parse_args(["--no-attention-memory"]))
+    assert not recompute.memory and recompute.left_context_s == RECOMPUTED_LEFT_CONTEXT_S
+    explicit = window_from_args(parser.parse_args(["--no-attention-memory", "--left-context-s", "1.2"]))
+    assert explicit.left_context_s == 1.2
+    assert window_from_args(parser.parse_args(["--left-context-s", "3"])) == WindowConfig(left_context_s=3.0)

@@ -34,13 +34,16 @@ def stream_all(engine: Engine, audio: np.ndarray, rate: int = 16_000, block: int
     return rec, events
 
 
-@pytest.mark.parametrize("reuse", [True, False])
-def test_stitched_frames_equal_full_forward_for_a_local_model(tmp_path, speech, reuse):
+@pytest.mark.parametrize(("reuse", "memory"), [(True, False), (False, False), (True, True)])
+def test_stitched_frames_equal_full_forward_for_a_local_model(tmp_path, speech, reuse, memory):
+    """With attention memory the windows hold no left context at all: the
+    positional conv gets its 8 past frames from the feature cache."""
     audio, rate = speech
     engine = Engine.load(write_local_checkpoint(tmp_path / "local"), lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW,
-                         window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2),
+                         window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2, memory=memory),
                          reuse_features=reuse)
-    assert engine.reuse_features is reuse
+    assert engine.reuse_features is reuse and engine.memory is memory
+    assert engine.left_frames == (0 if memory else 10) and engine.pos_context_frames == (8 if memory else 0)
     rec, _ = stream_all(engine, audio, rate, record_log_probs=True)
     stitched = rec.recorded_log_probs()
     full = engine.offline_log_probs(audio, rate)
@@ -62,6 +65,28 @@ def test_agreement_with_full_forward_grows_with_left_context(tiny_layer_model, s
     assert deltas[0] > deltas[1] > deltas[2], deltas
 
 
+def test_attention_memory_beats_recomputed_context_and_stays_bounded(tiny_layer_model, tiny_group_model, speech):
+    """Cached layer inputs of the last 2 s bring frames closer to a full forward
+    than recomputing 0.4 s of context, and the memory never grows past 2 s."""
+    audio, rate = speech
+    deltas = {}
+    for left, memory in ((0.4, False), (0.0, True), (0.4, True), (2.0, True)):
+        engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW,
+                             window=WindowConfig(chunk_s=0.4, left_context_s=left, right_context_s=0.2, memory=memory))
+        rec, _ = stream_all(engine, audio, rate, record_log_probs=True)
+        full = engine.offline_log_probs(audio, rate)
+        deltas[left, memory] = float(np.abs(rec.recorded_log_probs() - full).mean())
+        if memory:
+            layers = engine.model.num_layers
+            assert rec._memory is not None
+            assert rec._memory.shape[:2] == (layers, min(engine.memory_frames, full.shape[0]))
+    assert deltas[0.0, True] > deltas[0.4, True] > deltas[2.0, True], deltas
+    assert deltas[2.0, True] < deltas[0.4, False], deltas
+    # GroupNorm conv features are not local: no feature cache, so no memory either.
+    group = Engine.load(tiny_group_model, lm=False, window=WindowConfig(memory=True))
+    assert not group.memory and group.left_frames == 30
+
+
 @pytest.mark.parametrize("family", ["layer", "group"])
 def test_one_window_stream_matches_offline_text(request, speech, family):
     """With a chunk longer than the audio, the single window holds the whole
@@ -78,9 +103,10 @@ def test_one_window_stream_matches_offline_text(request, speech, family):
     assert finals[0].text == engine.transcribe_offline(audio, rate).text
 
 
-def test_batched_external_compute_equals_inline(tiny_layer_model, speech):
+@pytest.mark.parametrize("memory", [False, True])
+def test_batched_external_compute_equals_inline(tiny_layer_model, speech, memory):
     audio, rate = speech
-    engine = Engine.load(tiny_layer_model, lm=False, decoder=NARROW)
+    engine = Engine.load(tiny_layer_model, lm=False, decoder=NARROW, window=WindowConfig(memory=memory))
     inputs = [audio, audio[::-1].copy()]
     inline = [stream_all(engine, x, rate, record_log_probs=True) for x in inputs]
 

@@ -219,3 +219,44 @@ def test_tiny_checkpoint_is_loadable_and_deterministic(tmp_path: Path) -> None:
     assert raw["feat_extract_norm"] == "group" and raw["do_stable_layer_norm"] is False
     lean = build_model(Wav2Vec2Config.from_dict(raw), a)
     assert lean(torch.zeros(1, 800)).shape == (1, 2, 32)
+
+
+@pytest.mark.parametrize(("family", "stable"), VARIANTS)
+def test_a_layer_with_memory_equals_full_attention_rows(family: str, stable: bool) -> None:
+    """Attending to cached inputs of earlier frames is exactly what the full layer
+    computes for the later rows (pre- and post-norm layers)."""
+    lean = _lean(_reference(family, stable))
+    layer = lean.encoder.layers[0]
+    x = torch.randn(2, 30, lean.config.hidden_size)
+    with torch.inference_mode():
+        full = layer(x)
+        assert torch.allclose(layer(x[:, 12:], memory=x[:, :12]), full[:, 12:], atol=1e-5)
+        assert torch.equal(layer(x), layer(x, memory=None))
+
+
+@pytest.mark.parametrize("kernel", [16, 7])
+def test_positional_context_replaces_padding_with_past_frames(kernel: int) -> None:
+    lean = _lean(_reference("layer", True, num_conv_pos_embeddings=kernel, num_conv_pos_embedding_groups=4))
+    pos = lean.encoder.pos_conv_embed
+    x = torch.randn(2, 40, lean.config.hidden_size)
+    with torch.inference_mode():
+        for context in range(kernel // 2 + 1):
+            assert torch.allclose(pos(x[:, 10 - context :], context), pos(x[:, 10 - context :])[:, context:],
+                                  atol=1e-6)
+        with pytest.raises(ValueError, match="positional context"):
+            pos(x, kernel // 2 + 1)
+
+
+def test_logits_with_memory_without_memory_equal_a_plain_forward(layer_pair) -> None:
+    _, lean = layer_pair
+    with torch.inference_mode():
+        features = lean.conv_features(torch.randn(2, 8_000))  # (batch, frames, conv_dim)
+        logits, inputs = lean.logits_with_memory(features, 0, None)
+        assert torch.allclose(logits, lean.logits_from_features(features), atol=1e-5)
+        layers = lean.config.num_hidden_layers
+        assert inputs.shape == (2, layers, features.shape[1], lean.config.hidden_size)
+        # The first layer's inputs are the projected features plus their position signal.
+        projected = lean.feature_projection(features)
+        assert torch.allclose(inputs[:, 0], projected + lean.encoder.pos_conv_embed(projected), atol=1e-5)
+        empty = inputs[:, :, :0]
+        assert torch.allclose(lean.logits_with_memory(features, 0, empty)[0], logits, atol=1e-6)
