@@ -49,9 +49,9 @@ if [ "$mode" = "--smoke" ]; then
   "$PY" prepare_text.py --limit 300
   "$PY" synth.py --weights flite:1,espeak:1 --utts-per-shard 6 --max-shards 2 --fast-first-hours 0 \
         --dev-per-source flite:3,espeak:2
-  # step 0 as a whole utterance, step 1 as the engine streams it (windows, stitched)
+  # step 0 as a whole utterance, step 1 as the engine streams it (attention memory)
   "$PY" train.py --max-steps 2 --batch-seconds 12 --log-every 1 --dev-limit 3 --threads 2 \
-        --stream-from-step 1 --stream-prob 1
+        --stream-from-step 1 --stream-prob 1 --stream-memory-from-step 1 --stream-memory-share 1
   "$PY" export.py --out "$CACHE/model" --evaluate
   "$PY" - "$CACHE/model" "$CACHE/eval/synth-dev" <<'EOF'
 import sys, json, soundfile as sf, torch

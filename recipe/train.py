@@ -326,6 +326,63 @@ def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Ten
     return out, torch.tensor(n_frames)
 
 
+def memory_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
+                  chunk: int, memory: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits as the engine computes them with attention memory (``WindowConfig.memory``): chunk
+    by chunk, each window holds its chunk and ``right`` frames of look-ahead, the positional conv
+    sees the real past frames, and every layer also attends to its own inputs for the last
+    ``memory`` frames (kept from earlier chunks, no gradient through them, as in Transformer-XL).
+    The utterances of the batch go through together, chunk after chunk.  Pre-LN models only.
+
+    input_values: (batch, samples) normalised audio; attention_mask: (batch, samples) 1 = audio.
+    Returns (logits (batch, frames, vocab), frame lengths (batch,)).
+    """
+    from streaming.windows import num_frames  # the engine's own frame arithmetic
+
+    if not model.config.do_stable_layer_norm:
+        raise ValueError("memory_logits supports pre-LN (do_stable_layer_norm) models")
+    w2v, enc = model.wav2vec2, model.wav2vec2.encoder
+    n_frames = [num_frames(int(n)) for n in attention_mask.sum(-1).tolist()]
+    width = max(n_frames)
+    valid = torch.arange(width)[None, :] < torch.tensor(n_frames)[:, None]  # (batch, frames)
+    features = w2v.feature_extractor(input_values).transpose(1, 2)[:, :width]  # (batch, frames, conv_dim)
+    x, _ = w2v.feature_projection(features)  # (batch, frames, hidden)
+    x = w2v._mask_hidden_states(x, attention_mask=valid.long())  # SpecAugment time masks, as forward()
+    x = x * valid[..., None]  # the engine's last window ends with the stream: zeros beyond, as padding
+    pad = enc.pos_conv_embed.conv.kernel_size[0] // 2
+    heads = model.config.num_attention_heads
+    mems: list[torch.Tensor | None] = [None] * len(enc.layers)  # per layer: (batch, mem, hidden)
+    out = []
+    for s in range(0, width, chunk):
+        e, kept = min(width, s + chunk + right), min(chunk, width - s)
+        p = min(pad, s)
+        h = enc.dropout(x[:, s:e] + enc.pos_conv_embed(x[:, s - p : e])[:, p:])  # (batch, window, hidden)
+        held = 0 if mems[0] is None else mems[0].shape[1]
+        keys = valid[:, s - held : e]  # (batch, mem + window)
+        keys = keys | ~keys.any(-1, keepdim=True)  # rows past an utterance's end: anything, never NaN
+        mask = keys[:, None, None, :]
+        for i, layer in enumerate(enc.layers):
+            mem = mems[i]
+            context = h if mem is None else torch.cat([mem, h], dim=1)  # (batch, mem + window, hidden)
+            if memory:
+                new = h[:, :kept].detach()
+                mems[i] = (new if mem is None else torch.cat([mem, new], dim=1))[:, -memory:]
+            att = layer.attention
+
+            def split(t: torch.Tensor) -> torch.Tensor:  # (batch, n, hidden) -> (batch, heads, n, head_dim)
+                return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+
+            normed = layer.layer_norm(context)
+            q = split(att.q_proj(normed[:, context.shape[1] - h.shape[1] :]))
+            y = torch.nn.functional.scaled_dot_product_attention(
+                q, split(att.k_proj(normed)), split(att.v_proj(normed)), attn_mask=mask,
+                dropout_p=att.dropout if model.training else 0.0)  # (batch, heads, window, head_dim)
+            h = h + layer.dropout(att.out_proj(y.transpose(1, 2).reshape(h.shape)))
+            h = h + layer.feed_forward(layer.final_layer_norm(h))
+        out.append(enc.layer_norm(h)[:, :kept])
+    return model.lm_head(model.dropout(torch.cat(out, dim=1))), torch.tensor(n_frames)
+
+
 def ctc_loss_from_logits(logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,
                          config) -> torch.Tensor:
     """Wav2Vec2ForCTC's loss on given logits, with the config's blank, reduction and zero_infinity."""
@@ -436,6 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--stream-chunks", default="50,75,100", help="chunk sizes in frames (20 ms) to draw from")
     g.add_argument("--stream-lefts", default="30,50,80", help="left contexts in frames to draw from")
     g.add_argument("--stream-rights", default="20", help="right look-aheads in frames to draw from")
+    g.add_argument("--stream-memory-from-step", type=int, default=9126,
+                   help="from this step some streaming-shaped batches use attention memory, as the engine does")
+    g.add_argument("--stream-memory-share", type=float, default=0.7,
+                   help="share of streaming-shaped batches with attention memory (the rest recompute the left)")
+    g.add_argument("--stream-memories", default="150,300", help="attention memories in frames to draw from")
     g = ap.add_argument_group("checkpoints and logs")
     g.add_argument("--ckpt-minutes", type=float, default=10.0)
     g.add_argument("--eval-every-ckpt", type=int, default=1, help="evaluate every Nth checkpoint (0: never)")
@@ -493,9 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     stream_rng = random.Random(state["step"] + 29)
     stream_shapes = [[int(v) for v in spec.split(",")] for spec in (args.stream_chunks, args.stream_lefts,
                                                                    args.stream_rights)]
+    stream_memories = [int(v) for v in args.stream_memories.split(",")]
     last_ckpt = time.time()
     t_cpu, t_wall = time.process_time(), time.time()
-    win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0}
+    win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0, "memory": 0}
     steps_this_run = 0
     while not stop["flag"] and state["step"] < args.max_steps:
         batch = loader.get()
@@ -504,11 +567,19 @@ def main(argv: list[str] | None = None) -> int:
         for g_ in opt.param_groups:
             g_["lr"] = lr_at(step, args)
         streamed = step >= args.stream_from_step and stream_rng.random() < stream_prob_at(args.stream_prob, step)
+        with_memory = (streamed and step >= args.stream_memory_from_step
+                       and stream_rng.random() < args.stream_memory_share)
         if streamed:
             # as the engine streams: windows with limited context, so streaming WER follows offline WER
             shape = [stream_rng.choice(choices) for choices in stream_shapes]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                logits, frame_lengths = windowed_logits(model, batch["input_values"], batch["attention_mask"], *shape)
+                if with_memory:  # the engine's default: past context as attention memory
+                    chunk, _, right = shape
+                    logits, frame_lengths = memory_logits(model, batch["input_values"], batch["attention_mask"],
+                                                          chunk, stream_rng.choice(stream_memories), right)
+                else:
+                    logits, frame_lengths = windowed_logits(model, batch["input_values"], batch["attention_mask"],
+                                                            *shape)
             loss = ctc_loss_from_logits(logits, frame_lengths, batch["labels"], model.config)
         else:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
@@ -528,14 +599,16 @@ def main(argv: list[str] | None = None) -> int:
         win["loss"] += loss.item()
         win["n"] += 1
         win["streamed"] += streamed
+        win["memory"] += with_memory
         win["sec"] += batch["seconds"]
         if state["step"] % args.log_every == 0:
             dt = time.time() - win["t"]
             log_line(log, f"step {state['step']} loss {win['loss'] / win['n']:.3f} lr {lr_at(step, args):.2e} "
                           f"maxlen {loader.max_len_s(step):.1f}s speed {win['sec'] / dt:.1f}x rt "
                           f"data {index.seconds / 3600:.2f}h ({len(index.utts)} utts) "
-                          f"seen {state['audio_seconds'] / 3600:.2f}h streamed {win['streamed']}/{win['n']}")
-            win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0}
+                          f"seen {state['audio_seconds'] / 3600:.2f}h streamed {win['streamed']}/{win['n']} "
+                          f"(memory {win['memory']})")
+            win = {"loss": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0, "memory": 0}
         if time.time() - last_ckpt > args.ckpt_minutes * 60 or stop["flag"] or state["step"] >= args.max_steps:
             now_cpu, now_wall = time.process_time(), time.time()
             state["cpu_seconds"] += now_cpu - t_cpu

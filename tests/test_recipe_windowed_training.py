@@ -10,7 +10,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
-from train import ctc_loss_from_logits, stream_prob_at, stream_prob_schedule, windowed_logits  # noqa: E402
+from train import (  # noqa: E402
+    ctc_loss_from_logits,
+    memory_logits,
+    stream_prob_at,
+    stream_prob_schedule,
+    windowed_logits,
+)
 
 from streaming.windows import num_frames
 
@@ -76,3 +82,33 @@ def test_stream_prob_schedule_changes_the_share_at_the_given_steps() -> None:
     for bad in ("x", "1.5", "0.3,7650:0.5,7000:0.6", "10:0.3", "0.3,a:0.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             stream_prob_schedule(bad)
+
+
+@pytest.mark.parametrize(("chunk", "memory", "right"), [(10, 30, 5), (7, 0, 3), (16, 100, 0)])
+def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, memory, right) -> None:
+    """Training's attention-memory forward gives the engine's log-probs for the same windows."""
+    from tiny_models import write_tiny_checkpoint
+
+    from streaming import EndpointConfig, Engine, WindowConfig
+
+    path = write_tiny_checkpoint(tmp_path / "m", family="layer")
+    engine = Engine.load(path, lm=False, endpoint=EndpointConfig(enabled=False), normalization="none",
+                         window=WindowConfig(chunk * 0.02, memory * 0.02, right * 0.02, memory=True))
+    assert engine.memory
+    lengths = [9000, 6400]
+    x, mask = _batch(lengths)
+    with torch.no_grad():
+        logits, frame_lengths = memory_logits(model, x, mask, chunk, memory, right)
+    for i, n in enumerate(lengths):
+        rec = engine.new_stream(record_log_probs=True)
+        rec.accept_audio(x[i, :n].numpy())
+        rec.finish()
+        streamed = torch.from_numpy(rec.recorded_log_probs())
+        assert int(frame_lengths[i]) == streamed.shape[0]
+        ours = torch.log_softmax(logits[i, : streamed.shape[0]], dim=-1)
+        torch.testing.assert_close(ours, streamed, atol=2e-4, rtol=1e-4)
+    loss = ctc_loss_from_logits(memory_logits(model.train(), x, mask, chunk, memory, right)[0], frame_lengths,
+                                torch.tensor([[5, 6], [7, -100]]), model.config)
+    model.eval()
+    loss.backward()
+    assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
