@@ -43,7 +43,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     win = parser.add_argument_group("streaming windows")
     win.add_argument("--chunk-s", type=float, default=_WINDOW.chunk_s, help="output per window, seconds")
-    win.add_argument("--left-context-s", type=float, default=None,
+    win.add_argument("--left-context-s", type=float, default=argparse.SUPPRESS,
                      help=f"past audio the model sees (default: {_WINDOW.left_context_s:g} with attention memory, "
                           f"{RECOMPUTED_LEFT_CONTEXT_S:g} without)")
     win.add_argument("--attention-memory", action=argparse.BooleanOptionalAction, default=_WINDOW.memory,
@@ -61,7 +61,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def window_from_args(args: argparse.Namespace) -> WindowConfig:
-    left = args.left_context_s
+    left = getattr(args, "left_context_s", None)  # absent unless given: its default depends on the mode
     if left is None:
         left = _WINDOW.left_context_s if args.attention_memory else RECOMPUTED_LEFT_CONTEXT_S
     return WindowConfig(args.chunk_s, left, args.right_context_s, memory=args.attention_memory)

@@ -53,9 +53,11 @@ def model_card(state: dict, nparams: int, hours: dict[str, float], ev: dict, ext
                speed_x: float | None = None) -> str:
     speed = ("Not measured in this export." if speed_x is None else
              f"One fp32 forward pass over an 8 s window runs at {speed_x:.0f}x real time on a single thread "
-             f"(measured at export time on the 2-core build machine, which other jobs were sharing). The "
-             f"streaming engine recomputes overlapping context, so budget roughly half of that per core; "
-             f"the target of 8 concurrent real-time streams on 2 cores needs 4x per core.")
+             f"(measured at export time on the 2-core build machine, which other jobs were sharing). "
+             f"Streaming costs about 1.4x an offline pass (the look-ahead is computed twice; "
+             f"`benchmarks/bench_streaming_vs_offline.py`) and beam search with the LM about as much again; "
+             f"`benchmarks/bench_server_load.py` measures how many concurrent real-time streams a machine "
+             f"holds (the target is 8 on 2 cores).")
     total_h = sum(hours.values())
     seen_h = state.get("audio_seconds", 0) / 3600
     rows = []
