@@ -290,6 +290,8 @@ def stream_prob_at(schedule: list[tuple[int, float]], step: int) -> float:
     (0.3, 0.5)
     """
     return [prob for start, prob in schedule if start <= step][-1]
+
+
 def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
                     chunk: int, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits as the streaming engine computes them: every ``chunk`` output frames come from a
@@ -351,6 +353,10 @@ def memory_logits(model, input_values: torch.Tensor, attention_mask: torch.Tenso
     x = x * valid[..., None]  # the engine's last window ends with the stream: zeros beyond, as padding
     pad = enc.pos_conv_embed.conv.kernel_size[0] // 2
     heads = model.config.num_attention_heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:  # (batch, n, hidden) -> (batch, heads, n, head_dim)
+        return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
+
     mems: list[torch.Tensor | None] = [None] * len(enc.layers)  # per layer: (batch, mem, hidden)
     out = []
     for s in range(0, width, chunk):
@@ -368,10 +374,6 @@ def memory_logits(model, input_values: torch.Tensor, attention_mask: torch.Tenso
                 new = h[:, :kept].detach()
                 mems[i] = (new if mem is None else torch.cat([mem, new], dim=1))[:, -memory:]
             att = layer.attention
-
-            def split(t: torch.Tensor) -> torch.Tensor:  # (batch, n, hidden) -> (batch, heads, n, head_dim)
-                return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
-
             normed = layer.layer_norm(context)
             q = split(att.q_proj(normed[:, context.shape[1] - h.shape[1] :]))
             y = torch.nn.functional.scaled_dot_product_attention(

@@ -531,17 +531,15 @@ class Recognizer:
                 samples = normalize_utterance(samples)
             return WindowRequest(self.id, window, samples, window.frame_start)
         new_start = max(window.frame_start, min(self._features.end, window.frame_end))
-        if self.engine.memory:
-            feature_start = max(0, window.frame_start - self.engine.pos_context_frames)
-            cached = self._features.take(feature_start, new_start)
-            samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
-            return WindowRequest(
-                self.id, window, samples, new_start, cached,
-                pos_context=window.frame_start - feature_start, memory=self._memory,
-            )
-        cached = self._features.take(window.frame_start, new_start)
+        # With attention memory the positional conv also needs features of up to
+        # pos_context_frames before the window (0 otherwise).
+        feature_start = max(0, window.frame_start - self.engine.pos_context_frames)
+        cached = self._features.take(feature_start, new_start)
         samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
-        return WindowRequest(self.id, window, samples, new_start, cached)
+        return WindowRequest(
+            self.id, window, samples, new_start, cached,
+            pos_context=window.frame_start - feature_start, memory=self._memory,
+        )
 
     def _decode(self, log_probs: np.ndarray) -> None:
         """Feed stitched frames to the decoder, cutting segments at endpoints."""

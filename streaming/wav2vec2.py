@@ -465,8 +465,11 @@ class _EncoderLayer(nn.Module):
         """``memory``: this layer's inputs for earlier frames, attended to as well."""
         context = None if memory is None else torch.cat([memory, x], dim=1)  # (batch, mem + frames, hidden)
         if self.pre_norm:  # large-lv60 / XLSR: normalise the branch inputs
-            normed = self.layer_norm(x)  # (batch, frames, hidden)
-            x = x + self.attention(normed, None if context is None else self.layer_norm(context))
+            if context is None:
+                x = x + self.attention(self.layer_norm(x))  # (batch, frames, hidden)
+            else:
+                normed = self.layer_norm(context)  # (batch, mem + frames, hidden), the frames' rows last
+                x = x + self.attention(normed[:, context.shape[1] - x.shape[1] :], normed)
             return x + self.feed_forward(self.final_layer_norm(x))  # (batch, frames, hidden)
         # base models: normalise after each residual add
         x = self.layer_norm(x + self.attention(x, context))  # (batch, frames, hidden)
@@ -482,11 +485,17 @@ class _Encoder(nn.Module):
         self.layers = nn.ModuleList(_EncoderLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.pos_conv_embed(x)  # (batch, frames, hidden)
+        return self._encode(x, 0, None, None)  # (batch, frames, hidden)
+
+    def _encode(self, x: Tensor, pos_context: int, memory: Tensor | None, inputs: list[Tensor] | None) -> Tensor:
+        """The encoder; appends each layer's input to ``inputs`` when it is a list."""
+        x = x[:, pos_context:] + self.pos_conv_embed(x, pos_context)  # (batch, frames, hidden)
         if not self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
-        for layer in self.layers:
-            x = layer(x)  # (batch, frames, hidden)
+        for i, layer in enumerate(self.layers):
+            if inputs is not None:
+                inputs.append(x)
+            x = layer(x, None if memory is None or memory.shape[2] == 0 else memory[:, i])  # (batch, frames, hidden)
         if self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
         return x
@@ -502,15 +511,8 @@ class _Encoder(nn.Module):
         Returns the hidden states (batch, frames, hidden) and this call's layer
         inputs (batch, layers, frames, hidden), the next call's memory.
         """
-        x = x[:, pos_context:] + self.pos_conv_embed(x, pos_context)  # (batch, frames, hidden)
-        if not self.pre_norm:
-            x = self.layer_norm(x)  # (batch, frames, hidden)
-        inputs = []
-        for i, layer in enumerate(self.layers):
-            inputs.append(x)
-            x = layer(x, None if memory is None or memory.shape[2] == 0 else memory[:, i])  # (batch, frames, hidden)
-        if self.pre_norm:
-            x = self.layer_norm(x)  # (batch, frames, hidden)
+        inputs: list[Tensor] = []
+        x = self._encode(x, pos_context, memory, inputs)  # (batch, frames, hidden)
         if not inputs:
             return x, x.new_zeros((x.shape[0], 0, *x.shape[1:]))
         return x, torch.stack(inputs, dim=1)  # (batch, frames, hidden), (batch, layers, frames, hidden)
