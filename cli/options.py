@@ -40,6 +40,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--hotword", action="append", default=[], metavar="WORD",
                      help="boost a word or phrase (repeatable)")
     dec.add_argument("--hotword-weight", type=float, default=_DECODER.hotword_weight)
+    dec.add_argument("--peek-beams", type=int, default=_DECODER.peek_beams, metavar="N",
+                     help="beams that decode the look-ahead into a partial's provisional tail "
+                          "(0: partials show only audio decoded for good, --right-context-s later)")
 
     win = parser.add_argument_group("streaming windows")
     win.add_argument("--chunk-s", type=float, default=_WINDOW.chunk_s, help="output per window, seconds")
@@ -50,7 +53,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                      help="keep the left context as each layer's cached inputs instead of recomputing it "
                           "(needs a layer-norm conv front end; others recompute)")
     win.add_argument("--right-context-s", type=float, default=_WINDOW.right_context_s,
-                     help="look-ahead; adds to latency")
+                     help="look-ahead: every output frame hears this much future; partials show it "
+                          "provisionally (--peek-beams), finals wait for it")
     win.add_argument("--normalization", choices=("running", "window", "none"), default="running",
                      help="how do_normalize is applied to streams")
 
@@ -76,6 +80,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         hotword_weight=args.hotword_weight,
         hotwords=tuple(args.hotword),
         greedy=args.greedy,
+        peek_beams=args.peek_beams,
     )
     engine = Engine.load(
         args.model,

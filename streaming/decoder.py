@@ -140,12 +140,19 @@ class DecoderConfig:
     beta: float | None = None
     # Best-path decoding (no beam, no LM): the cheapest baseline, for latency work.
     greedy: bool = False
+    # Beams that decode the window's look-ahead frames into a provisional tail for partials
+    # (peek()), so a partial shows what the look-ahead heard without waiting for those frames
+    # to be decoded for good; the tail is redone then, so a narrow beam does.  0: partials
+    # show decoded frames only.
+    peek_beams: int = 8
 
     def __post_init__(self) -> None:
         if isinstance(self.beam_width, bool) or not isinstance(self.beam_width, int):
             raise ValueError(f"beam_width must be an int in [1, 10000], got {self.beam_width!r}")
         if not 1 <= self.beam_width <= 10000:
             raise ValueError(f"beam_width must be in [1, 10000], got {self.beam_width}")
+        if isinstance(self.peek_beams, bool) or not isinstance(self.peek_beams, int) or self.peek_beams < 0:
+            raise ValueError(f"peek_beams must be an int >= 0, got {self.peek_beams!r}")
         if not (-math.inf < self.beam_prune_logp <= 0.0):
             raise ValueError(f"beam_prune_logp must be a finite log-prob in (-inf, 0], got {self.beam_prune_logp}")
         if not (-math.inf < self.token_min_logp <= 0.0):
@@ -175,6 +182,9 @@ class DecoderStream(Protocol):
     def accept(self, log_probs: np.ndarray) -> None: ...  # (frames, vocab) float log-probs
 
     def partial(self) -> Hypothesis: ...
+
+    # The partial these frames would give, leaving the stream as it was (look-ahead).
+    def peek(self, log_probs: np.ndarray) -> Hypothesis: ...
 
     def finalize(self) -> Hypothesis: ...
 
@@ -235,6 +245,9 @@ class _FrameBest:
         best = log_probs.max(axis=1).astype(np.float64)  # (frames,)
         self._cum.extend((np.cumsum(best) + self._cum[-1]).tolist())
 
+    def truncate(self, frames: int) -> None:
+        del self._cum[frames + 1 :]
+
     def confidence(self, start: int, end: int) -> float:
         if end <= start:
             return 0.0
@@ -291,6 +304,19 @@ class GreedyStream:
             conf = self._best.confidence(self._part_start, self._part_end)
             self._words.append(DecodedWord(self._part, self._part_start, self._part_end, conf))
         self._part = ""
+
+    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+        """The partial after these frames; the stream is left as it was."""
+        if self._final is not None:
+            return self._final
+        saved = (len(self._words), self._part, self._part_start, self._part_end, self._last, self.frames)
+        try:
+            self.accept(log_probs)
+            return self.partial()
+        finally:
+            n, self._part, self._part_start, self._part_end, self._last, self.frames = saved
+            del self._words[n:]
+            self._best.truncate(self.frames)
 
     def partial(self) -> Hypothesis:
         if self._final is not None:
@@ -467,6 +493,7 @@ class BeamSearchStream:
         self._stable = self._root
         self._out = _OutputCache()
         self._final: Hypothesis | None = None
+        self._width = config.beam_width  # beams kept per frame (fewer while peeking)
         self.frames = 0
 
     # -- text nodes ----------------------------------------------------------------------
@@ -589,7 +616,7 @@ class BeamSearchStream:
     def _select(self, scored: list[tuple[float, Any]]) -> list[tuple[float, Any]]:
         config = self._config
         floor = max(map(itemgetter(0), scored)) + config.beam_prune_logp
-        kept = heapq.nlargest(config.beam_width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
+        kept = heapq.nlargest(self._width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
         if not config.prune_history:
             return kept
         seen: set[tuple[tuple[str, ...], str, str | None]] = set()
@@ -649,10 +676,34 @@ class BeamSearchStream:
         """Best beam now (completed words + the word being spelled) and the stable prefix."""
         if self._final is not None:
             return self._final
+        return self._best_beam(self.stable_words())
+
+    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+        """The partial after these frames, decoded with the best ``peek_beams`` beams
+        only; the stream is left as it was, so the frames can be decoded for good later.
+
+        For the engine's look-ahead frames: a partial can show words the look-ahead
+        has heard before they are final.  The stable prefix is the stream's own
+        (provisional beams all extend live beams, so it still cannot change).
+        """
+        if self._final is not None:
+            return self._final
+        stable = self.stable_words()
+        saved = (self._beams, self.frames, self._width)
+        self._width = min(self._width, max(1, self._config.peek_beams))
+        self._beams = self._beams[: self._width]  # sorted best first by _select
+        try:
+            self.accept(log_probs)
+            return self._best_beam(stable)
+        finally:
+            self._beams, self.frames, self._width = saved
+            self._best.truncate(self.frames)
+
+    def _best_beam(self, stable_words: int) -> Hypothesis:
         text, part, _, spans, _, _, _ = self._beams[0]
         words = self._words(text, spans)
         joined = " ".join([w.text for w in words] + ([part] if part else []))
-        return Hypothesis(joined, self.stable_words(), words)
+        return Hypothesis(joined, stable_words, words)
 
     def finalize(self) -> Hypothesis:
         """End of segment: close partial words, add the LM end-of-sentence score, pick the best."""

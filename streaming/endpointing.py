@@ -8,6 +8,12 @@ with its defaults, checked after every frame:
    no speech at all: close the (empty) segment so state does not grow.
 2. ``silence_after_speech_s`` of trailing non-speech after some speech.
 3. The segment reached ``max_segment_s``, speech or not.
+
+The recognizer also asks :meth:`Endpointer.silence_ahead` about the window's
+look-ahead frames (heard, not yet decoded for good): when they already complete
+rule 2's silence, the segment ends at once instead of a window later.  Its
+speech frames are all decoded by then as long as the look-ahead is shorter
+than ``silence_after_speech_s``; the rest of the silence opens the next segment.
 """
 
 from __future__ import annotations
@@ -81,3 +87,17 @@ class Endpointer:
             if self.frames >= self._rule3:
                 return i + 1, "max-length"
         return None
+
+    def silence_ahead(self, silent: np.ndarray) -> bool:
+        """True when these upcoming flags (not scanned) complete rule 2 at once: the
+        segment has speech and the next ones are all non-speech up to its limit.
+
+        >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.06), 0.02)
+        >>> ep.scan(np.array([False, True]))
+        >>> ep.silence_ahead(np.array([True, True, False])), ep.silence_ahead(np.array([True, False, True]))
+        (True, False)
+        """
+        if not (self.config.enabled and self.has_speech):
+            return False
+        need = self._rule2 - self.trailing_silence
+        return 0 < need <= len(silent) and bool(silent[:need].all())

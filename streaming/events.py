@@ -27,14 +27,17 @@ class Partial:
     """The best current hypothesis of the open segment; it may still change.
 
     ``stable_text`` is a word prefix of ``text`` that can no longer change: every
-    live beam shares it, and every future hypothesis extends a live beam.
+    live beam shares it, and every future hypothesis extends a live beam.  The
+    end of ``text`` may come from the window's look-ahead frames, decoded
+    provisionally (``DecoderConfig.peek_beams``) until a later window decodes
+    them for good.
     """
 
     text: str
     stable_text: str
     segment: int  # 0, 1, 2, ... counts endpointed segments in this stream
     start: float  # seconds: where the segment began
-    end: float  # seconds: audio decoded so far (end of the last decoded frame)
+    end: float  # seconds: audio the text covers (decoded frames + provisional look-ahead)
     words: tuple[Word, ...] = ()  # completed words of the best beam, with times
 
 

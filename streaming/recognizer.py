@@ -338,6 +338,8 @@ class Recognizer:
         self._segment_start = 0  # global frame where the open segment began
         self._decoded_frames = 0
         self._last_partial: str | None = None
+        # Log-probs of the newest window's look-ahead frames: a partial's provisional tail.
+        self._lookahead: np.ndarray | None = None
         silent = {engine.info.blank_id}
         if engine.info.word_delimiter in engine.info.vocab:
             silent.add(engine.info.vocab.index(engine.info.word_delimiter))
@@ -463,6 +465,9 @@ class Recognizer:
             self._in_flight -= 1
             self._features.drop_before(self._next_window_start())
             self._decode(kept)
+            self._lookahead = output.log_probs[window.keep_slice().stop :]  # (right frames, vocab)
+            if self._endpointer.silence_ahead(self._silent(self._lookahead)):
+                self._close_segment("silence")  # the look-ahead heard the endpoint's silence
         self._emit_partial()
         self._maybe_close()
 
@@ -543,7 +548,7 @@ class Recognizer:
 
     def _decode(self, log_probs: np.ndarray) -> None:
         """Feed stitched frames to the decoder, cutting segments at endpoints."""
-        silent = np.isin(log_probs.argmax(axis=1), self._silent_ids)
+        silent = self._silent(log_probs)
         pos = 0
         while pos < log_probs.shape[0]:
             hit = self._endpointer.scan(silent[pos:])
@@ -554,8 +559,16 @@ class Recognizer:
             if hit is not None:
                 self._close_segment(hit[1])
 
+    def _silent(self, log_probs: np.ndarray) -> np.ndarray:
+        """Per frame: is the most likely token the blank or the word delimiter?"""
+        return np.isin(log_probs.argmax(axis=1), self._silent_ids)
+
     def _emit_partial(self) -> None:
-        hyp = self._stream.partial()
+        lookahead = self._lookahead if self.engine.decoder_config.peek_beams else None
+        if lookahead is not None and lookahead.shape[0]:
+            hyp = self._stream.peek(lookahead)
+        else:
+            hyp, lookahead = self._stream.partial(), None
         if hyp.text == self._last_partial or (not hyp.text and self._last_partial is None):
             return
         self._last_partial = hyp.text
@@ -566,7 +579,8 @@ class Recognizer:
                 stable_text=" ".join(words[: hyp.stable_words]),
                 segment=self._segment,
                 start=self._segment_start * self._geo.frame_seconds,
-                end=self._decoded_frames * self._geo.frame_seconds,
+                end=(self._decoded_frames + (0 if lookahead is None else lookahead.shape[0]))
+                * self._geo.frame_seconds,
                 words=_words(hyp, self._segment_start, self._geo.frame_seconds),
             )
         )

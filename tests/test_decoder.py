@@ -271,6 +271,64 @@ def test_stable_prefix_grows_on_clear_speech(lm: LanguageModel) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# peek: provisional partials over look-ahead frames
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
+@pytest.mark.parametrize("kind", ["beam", "greedy"])
+def test_peek_leaves_the_stream_as_it_was(kind: str, use_lm: bool, lm: LanguageModel, references: dict) -> None:
+    """Peeking at every chunk's look-ahead changes nothing decoded for good: the final is
+    still pyctcdecode's, and each partial equals the one without peeking."""
+    config = DecoderConfig(beam_width=24, peek_beams=4)
+    for utterance, text in enumerate(UTTERANCES):
+        log_probs = make_log_probs(text, seed=utterance)
+        if kind == "beam":
+            decoder: Any = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=config)
+        else:
+            decoder = GreedyDecoder(VOCAB)
+        plain, peeking = decoder.new_stream(), decoder.new_stream()
+        for start in range(0, len(log_probs), 7):
+            plain.accept(log_probs[start : start + 7])
+            peeking.accept(log_probs[start : start + 7])
+            peeking.peek(log_probs[start + 7 : start + 16])
+            assert peeking.frames == plain.frames
+            assert peeking.partial() == plain.partial()
+        final = peeking.finalize()
+        assert final == plain.finalize()
+        if kind == "beam":
+            settings_ = dict(beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0)  # decode(): history pruned
+            ref = references[use_lm].decode(log_probs, **settings_)
+            assert final.text == ref
+
+
+def test_peek_shows_the_look_ahead_and_keeps_the_stable_prefix(lm: LanguageModel) -> None:
+    """A peek is the partial those frames would give (here with as many beams as the
+    search, so exactly), and its stable prefix is the stream's own."""
+    log_probs = make_log_probs("the cat sat on the mat the dog ate the fish", seed=5, noise=0.5, peak=(5.0, 8.0))
+    half = len(log_probs) // 2
+    for config in (DecoderConfig(beam_width=8, peek_beams=8), DecoderConfig(beam_width=8, peek_beams=100)):
+        decoder = BeamSearchDecoder(VOCAB, lm=lm, config=config)
+        stream, ahead = decoder.new_stream(), decoder.new_stream()
+        stream.accept(log_probs[:half])
+        stable = stream.partial().stable_words
+        peeked = stream.peek(log_probs[half:])
+        ahead.accept(log_probs)
+        assert peeked.text == ahead.partial().text == "the cat sat on the mat the dog ate the fish"
+        assert peeked.stable_words == stable < len(peeked.words)
+        assert stream.frames == half and len(stream.partial().text) < len(peeked.text)
+    greedy = GreedyDecoder(VOCAB).new_stream()
+    greedy.accept(log_probs[:half])
+    assert greedy.peek(log_probs[half:]).text == "the cat sat on the mat the dog ate the fish"
+    assert greedy.peek(np.zeros((0, len(VOCAB)), dtype=np.float32)) == greedy.partial()
+
+
+def test_peek_after_finalize_is_the_final() -> None:
+    stream = BeamSearchDecoder(VOCAB).new_stream()
+    stream.accept(make_log_probs("a dog", seed=1, noise=0.2, peak=(6.0, 9.0)))
+    final = stream.finalize()
+    assert stream.peek(make_log_probs("ate", seed=2)) == final
+
+
+# --------------------------------------------------------------------------------------
 # greedy
 # --------------------------------------------------------------------------------------
 def _one_hot(tokens: list[str]) -> np.ndarray:
@@ -333,6 +391,7 @@ def test_logits_width_mismatch(decoder_type: type) -> None:
         ({"token_min_logp": float("-inf")}, "token_min_logp must be a finite log-prob"),
         ({"hotwords": "cat"}, "hotwords must be a sequence of words, got the str 'cat'"),
         ({"hotword_weight": float("nan")}, "hotword_weight must be finite"),
+        ({"peek_beams": -1}, "peek_beams must be an int >= 0, got -1"),
         ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
         ({"beta": float("inf")}, "beta must be a finite number"),
     ],

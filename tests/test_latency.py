@@ -297,7 +297,9 @@ def test_lab_sweeps_a_real_server_and_reports_failures(
     s1 = one["summary"]
     assert s1["failed"] == s1["dropped"] == 0
     assert s1["partial_delay"]["n"] >= 1  # the reference words were found in the partials
-    assert 0 < s1["partial_delay"]["p50"] < 2.5
+    # A partial can show a word before its reference span ends: the look-ahead's provisional
+    # tail spells it out while its last letter's repeats are still coming.
+    assert -1.0 < s1["partial_delay"]["p50"] < 2.5
     assert 0 < s1["time_to_first_partial"]["p50"] < 5
     assert s1["final_latency"]["n"] == 1
     assert s1["rtf"] is not None and 0 < s1["rtf"] < 1

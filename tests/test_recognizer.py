@@ -220,3 +220,62 @@ def test_reset_closes_the_segment_and_keeps_going(tiny_layer_model, speech):
         for w in f.words:
             assert f.start <= w.start < w.end <= f.end + 1e-9
             assert 0.0 <= w.confidence <= 1.0
+
+
+def test_partials_show_the_look_ahead_and_finals_do_not_change(tmp_path, speech):
+    """A partial's provisional tail covers the window's look-ahead (heard, not yet
+    decoded for good): 0.4 s more audio than the decoded frames, while finals stay
+    exactly those of a stream that never peeks."""
+    audio, rate = speech
+    path = write_local_checkpoint(tmp_path / "local")
+    window = WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.4, memory=True)
+    first, finals = {}, {}
+    for peek in (0, 8):
+        engine = Engine.load(path, lm=False, endpoint=NO_ENDPOINTS, window=window,
+                             decoder=DecoderConfig(greedy=True, peek_beams=peek))
+        rec = engine.new_stream(sample_rate=rate)
+        rec.accept_audio(audio[: int(0.95 * rate)])  # the first window: 0.5 s chunk + 0.4 s look-ahead
+        [first[peek]] = rec.events()
+        rec.accept_audio(audio[int(0.95 * rate) :])
+        rec.finish()
+        finals[peek] = [e for e in rec.events() if isinstance(e, Final)]
+    assert first[0].end == pytest.approx(0.5) and first[8].end == pytest.approx(0.9)
+    assert first[8].text.startswith(first[0].text) and len(first[8].text) > len(first[0].text)
+    assert first[8].stable_text == first[0].stable_text
+    assert finals[8] == finals[0] and finals[0][0].text
+
+
+def test_endpoint_heard_in_the_look_ahead_closes_the_segment_at_once(tmp_path, speech):
+    """When the look-ahead frames already complete the silence after speech, the
+    Final comes a window early, cut where decoding stands, with nothing lost."""
+    from safetensors.torch import load_file, save_file
+
+    path = write_local_checkpoint(tmp_path / "local")
+    weights = load_file(path / "model.safetensors")
+    weights["lm_head.bias"][0] += 1.5  # the blank wins on digital silence, not on loud speech
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    audio, rate = speech
+    loud = audio[: 2 * rate] / np.abs(audio[: 2 * rate]).max()
+    audio = np.concatenate([loud, np.zeros(3 * rate, dtype=np.float32)])
+    engine = Engine.load(path, lm=False, decoder=DecoderConfig(greedy=True),
+                         window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.4, memory=True),
+                         endpoint=EndpointConfig(silence_after_speech_s=0.6))
+    offline = engine.offline_log_probs(audio, rate)  # == the stitched frames for this local model
+    speech_frames = np.flatnonzero(offline.argmax(axis=1) != 0)
+    assert 20 < speech_frames.size and speech_frames[-1] < 100
+    endpoint = (speech_frames[-1] + 1 + 30) * 0.02  # 0.6 s of blank after the last speech frame
+
+    rec = engine.new_stream(sample_rate=rate)
+    arrivals = []
+    for i in range(0, audio.shape[0], rate // 10):
+        rec.accept_audio(audio[i : i + rate // 10])
+        arrivals += [(min(i + rate // 10, audio.shape[0]) / rate, e) for e in rec.events()]
+    rec.finish()
+    arrivals += [(audio.shape[0] / rate, e) for e in rec.events()]
+    finals = [(t, e) for t, e in arrivals if isinstance(e, Final)]
+    (heard, final), (_, last) = finals
+    assert final.reason == "silence" and last.reason == "finish" and last.text == ""
+    assert final.end < endpoint <= heard < endpoint + 0.5 + 0.1  # before the endpoint frame was decoded
+    offline_text = engine.new_decoder_stream()
+    offline_text.accept(offline)
+    assert final.text == offline_text.finalize().text != ""
