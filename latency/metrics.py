@@ -286,11 +286,11 @@ class Budget:
     """The latency a deployment promises its users; a concurrency level passes when it holds."""
 
     # A word must show up within this long after it was spoken.  The default
-    # engine decodes 2.0 s chunks and partials show their 1.0 s look-ahead, so a
-    # word waits up to 2.0 s for its window before compute and network.
+    # engine decodes 1.0 s chunks with 0.4 s look-ahead, so a word waits up to
+    # 1.4 s for its window before compute and network; 2.5 s leaves ~1 s slack.
     partial_s: float = 2.5
     # The default endpointer closes a segment after 1.2 s of silence, decided
-    # at chunk granularity (up to 2.0 s more); 4 s still reads as "right after".
+    # at chunk granularity (up to 1.4 s more); 4 s still reads as "right after".
     final_s: float = 4.0
     # Tail latency is what users notice; p90 is stable with tens of words per stream.
     percentile: int = 90

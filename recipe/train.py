@@ -494,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--stream-from-step", type=int, default=7000)
     g.add_argument("--stream-chunks", default="50,75,100", help="chunk sizes in frames (20 ms) to draw from")
     g.add_argument("--stream-lefts", default="30,50,80", help="left contexts in frames to draw from")
-    g.add_argument("--stream-rights", default="20,35,50",
-                   help="right look-aheads in frames to draw from (50 from step ~11.2k: the engine default 1 s)")
+    g.add_argument("--stream-rights", default="20", help="right look-aheads in frames to draw from")
     g.add_argument("--stream-memory-from-step", type=int, default=9126,
                    help="from this step some streaming-shaped batches use attention memory, as the engine does")
     g.add_argument("--stream-memory-share", type=float, default=0.7,

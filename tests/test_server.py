@@ -35,7 +35,6 @@ from streaming.decoder import DecoderConfig
 from streaming.endpointing import EndpointConfig
 from streaming.events import Final
 from streaming.recognizer import Engine
-from streaming.windows import WindowConfig
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,9 +48,8 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
 
 def _engine(model: Path) -> Engine:
     # Greedy decoding keeps random-model tests fast; 1.5 s segments give mid-stream
-    # finals and partials between them (1 s windows, not the default 2 s).
-    return Engine.load(model, lm=False, decoder=DecoderConfig(greedy=True), endpoint=EndpointConfig(max_segment_s=1.5),
-                       window=WindowConfig(chunk_s=1.0, right_context_s=0.4))
+    # finals and partials between them (windows are 1 s).
+    return Engine.load(model, lm=False, decoder=DecoderConfig(greedy=True), endpoint=EndpointConfig(max_segment_s=1.5))
 
 
 @pytest.fixture(scope="module")
