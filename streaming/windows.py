@@ -115,30 +115,36 @@ RECOMPUTED_LEFT_CONTEXT_S = 0.6
 class WindowConfig:
     """Chunk size and context, in seconds (each a multiple of the 20 ms frame).
 
-    Measured on the default model (step 8615; 5.7M parameters; the conv front
-    end is 56% of a forward, the transformer 44%), 1 thread, with
-    ``benchmarks/bench_streaming_vs_offline.py``: compute on the first 100
-    held-out synthetic utterances (``--greedy``, idle machine), frame
-    agreement and LM WER (beam 100, alpha 0.6, beta 1.5) on all 300, where
-    offline WER is 56.13 % (an ``m`` marks attention memory):
+    Measured on the default model (step 10458; 5.7M parameters), 1 thread, with
+    ``benchmarks/bench_streaming_vs_offline.py`` on the 300 held-out synthetic
+    utterances: model compute relative to one offline forward, frame agreement
+    with the offline log-probs, and WER with the LM (beam 100, alpha 0.6,
+    beta 1.5) against offline's 52.12 % (an ``m`` marks attention memory);
+    partial word delay p50/p90 from ``xlsr-stream latency`` (one stream, 46 s
+    of held-out synthetic speech, 94 words, partials showing the look-ahead):
 
-    ==========================  =======  ========  ============
-    chunk / left / right (s)    compute  argmax =  LM WER
-    ==========================  =======  ========  ============
-    1.0 / 0.6 / 0.4             1.42x    95.0 %    58.38 +2.25
-    1.0 / 3.0 / 0.4 m           1.36x    96.4 %    (100 only)
-    1.0 / 6.0 / 0.4 m default   1.42x    96.9 %    57.56 +1.43
-    1.0 / 6.0 / 0.6 m           1.45x    97.4 %    57.59 +1.46
-    1.0 / 20.0 / 0.4 m          --       96.9 %    57.56 +1.43
-    ==========================  =======  ========  ============
+    ==========================  =======  ========  ============  ===========
+    chunk / left / right (s)    compute  argmax =  LM WER        word delay
+    ==========================  =======  ========  ============  ===========
+    1.0 / 0.6 / 0.4             1.54x    95.1 %    54.85 +2.73
+    1.0 / 6.0 / 0.4 m default   1.51x    96.9 %    53.32 +1.20   0.91/1.44 s
+    1.6 / 6.0 / 0.8 m           1.33x    98.3 %    52.66 +0.54
+    2.0 / 6.0 / 0.6 m           1.24x    98.5 %    53.23 +1.11
+    2.0 / 6.0 / 1.0 m           1.29x    98.9 %    52.26 +0.14   1.85/2.86 s
+    ==========================  =======  ========  ============  ===========
 
-    Recomputing the left context costs compute roughly 0.56 + 0.44 * (left +
-    chunk + right) / chunk of offline, so it has to stay short; on the step-7254
-    model only 2 s chunks with 2 s of recomputed context came near offline
-    (+1.11 with the LM, at twice the partial latency).  Attention memory gives
-    each chunk 6 s of past for the compute of 0.6 s, at the same latency.  The
-    remaining gap is the look-ahead: offline every frame sees the whole future.
-    Training on streaming-shaped batches narrows it further (recipe/README.md).
+    What closes the WER gap is the look-ahead: offline, every frame hears the
+    whole future, and this model still leans on ~1 s of it (2 s chunks gain
+    nothing with 0.6 s of look-ahead).  Longer chunks make each window's
+    look-ahead cheaper, so 2.0/1.0 costs less compute than 1.0/0.4, but a word
+    waits for its chunk to end: twice the partial delay, and the first partial
+    comes after 3 s.  For live captions the default keeps 1 s chunks; for
+    transcripts where accuracy matters more than delay use ``--chunk-s 2.0
+    --right-context-s 1.0``.  Recomputed left context (no memory) costs
+    roughly 0.56 + 0.44 * (left + chunk + right) / chunk of offline, so it
+    stays short; attention memory gives each chunk 6 s of past for the compute
+    of 0.6 s (20 s gain nothing more).  Training on streaming-shaped batches
+    narrows the gap (recipe/README.md).
     """
 
     # Output frames per window. Partials can't come faster than this, and every
