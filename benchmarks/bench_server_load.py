@@ -6,7 +6,10 @@ sending real speech at real-time pace in 100 ms blocks, and measures on the
 client's clock:
 
 - partial latency: a partial covering stream second ``end`` arrives this long
-  after the block holding ``end`` was sent (includes the window look-ahead);
+  after the block holding ``end`` was sent.  Partials cover their window's
+  look-ahead (decoded provisionally), so this is compute and queueing after
+  the window's last block; how long after a *word* is spoken it shows up is
+  what ``xlsr-stream latency`` measures;
 - final latency: for the final after ``finish``, from sending ``finish``; for
   endpoint finals, like partials (includes the endpointer's trailing silence);
 - lag: how far the decoded audio trails the sent audio at the end of the run.
