@@ -51,7 +51,8 @@ if [ "$mode" = "--smoke" ]; then
         --dev-per-source flite:3,espeak:2
   # step 0 as a whole utterance, step 1 as the engine streams it (attention memory)
   "$PY" train.py --max-steps 2 --batch-seconds 12 --log-every 1 --dev-limit 3 --threads 2 \
-        --stream-from-step 1 --stream-prob 1 --stream-memory-from-step 1 --stream-memory-share 1
+        --stream-from-step 1 --stream-prob 1 --stream-memory-from-step 1 --stream-memory-share 1 \
+        --stream-running-norm-from-step 1
   "$PY" export.py --out "$CACHE/model" --evaluate
   "$PY" - "$CACHE/model" "$CACHE/eval/synth-dev" <<'EOF'
 import sys, json, soundfile as sf, torch

@@ -292,6 +292,33 @@ def stream_prob_at(schedule: list[tuple[int, float]], step: int) -> float:
     return [prob for start, prob in schedule if start <= step][-1]
 
 
+def running_normalize(input_values: torch.Tensor, attention_mask: torch.Tensor, chunk: int,
+                      right: int) -> torch.Tensor:
+    """The engine's ``running`` do_normalize for windows of ``chunk`` + ``right`` frames.
+
+    The engine scales each sample once, when its window first holds it, with the mean
+    and variance of the stream up to that window's end (streaming/normalization.py);
+    early windows so see different statistics than the whole utterance's.  Scaling is
+    affine-invariant, so applying it to utterance-normalised audio gives what the
+    engine makes of the raw audio.  input_values: (batch, samples); padding stays 0.
+    """
+    out = torch.zeros_like(input_values)
+    lengths = attention_mask.sum(dim=1).tolist()
+    for b, n in enumerate(lengths):
+        wave = input_values[b, :n].double()
+        total_frames = max(1, (n - 400) // 320 + 1)
+        csum, csq = torch.cumsum(wave, 0), torch.cumsum(wave * wave, 0)
+        start, k = 0, 0
+        while start < n:
+            frame_end = min((k + 1) * chunk + right, total_frames)
+            end = n if frame_end >= total_frames else min(n, frame_end * 320 + 80)  # frames_end_sample
+            mean = csum[end - 1] / end
+            var = torch.clamp(csq[end - 1] / end - mean * mean, min=0.0)
+            out[b, start:end] = ((wave[start:end] - mean) / torch.sqrt(var + 1e-7)).to(out.dtype)
+            start, k = end, k + 1
+    return out
+
+
 def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
                     chunk: int, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits as the streaming engine computes them: every ``chunk`` output frames come from a
@@ -495,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--stream-chunks", default="50,75,100", help="chunk sizes in frames (20 ms) to draw from")
     g.add_argument("--stream-lefts", default="30,50,80", help="left contexts in frames to draw from")
     g.add_argument("--stream-rights", default="20", help="right look-aheads in frames to draw from")
+    g.add_argument("--stream-running-norm-from-step", type=int, default=12400,
+                   help="from this step streaming-shaped batches get the engine's running do_normalize")
     g.add_argument("--stream-memory-from-step", type=int, default=9126,
                    help="from this step some streaming-shaped batches use attention memory, as the engine does")
     g.add_argument("--stream-memory-share", type=float, default=0.7,
@@ -574,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         if streamed:
             # as the engine streams: windows with limited context, so streaming WER follows offline WER
             shape = [stream_rng.choice(choices) for choices in stream_shapes]
+            if step >= args.stream_running_norm_from_step:  # and scales the audio as it arrives
+                batch["input_values"] = running_normalize(batch["input_values"], batch["attention_mask"],
+                                                          shape[0], shape[2])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 if with_memory:  # the engine's default: past context as attention memory
                     chunk, _, right = shape

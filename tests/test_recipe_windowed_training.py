@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
 from train import (  # noqa: E402
     ctc_loss_from_logits,
     memory_logits,
+    running_normalize,
     stream_prob_at,
     stream_prob_schedule,
     windowed_logits,
@@ -112,3 +113,38 @@ def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, 
     model.eval()
     loss.backward()
     assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
+
+
+def test_running_normalize_scales_as_the_engine_does(tiny_layer_model: Path, speech) -> None:
+    """What the engine's windows carry (running do_normalize, each sample scaled once
+    with the statistics up to its first window's end) is what training feeds."""
+    from streaming import EndpointConfig, Engine, WindowConfig
+    from streaming.normalization import normalize_utterance
+
+    audio, rate = speech
+    audio = audio[: 4 * rate] * 3.0 + 0.01  # a level and DC offset of its own
+    engine = Engine.load(tiny_layer_model, lm=False, endpoint=EndpointConfig(enabled=False), reuse_features=False,
+                         window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2, memory=False))
+    assert engine.normalization == "running"
+    rec = engine.new_stream(sample_rate=rate, inline=False)
+    scaled = torch.full((audio.shape[0],), float("nan"), dtype=torch.float64)
+    for i in range(0, audio.shape[0] + 1, 1600):
+        if i < audio.shape[0]:
+            rec.accept_audio(audio[i : i + 1600])
+        else:
+            rec.finish()
+        for request in rec.take_windows():
+            start = request.window.frame_start * 320
+            got = torch.from_numpy(request.samples).double()
+            seen = scaled[start : start + got.shape[0]]
+            known = ~torch.isnan(seen)
+            assert torch.allclose(seen[known], got[known])  # every sample is scaled once
+            scaled[start : start + got.shape[0]] = got
+    assert not torch.isnan(scaled).any()
+
+    x = torch.from_numpy(normalize_utterance(audio))[None]
+    ours = running_normalize(torch.cat([x, torch.zeros(1, 800)], dim=1), torch.cat(
+        [torch.ones_like(x, dtype=torch.long), torch.zeros(1, 800, dtype=torch.long)], dim=1), chunk=25, right=10)
+    torch.testing.assert_close(ours[0, : audio.shape[0]].double(), scaled, atol=2e-4, rtol=0)
+    assert ours[0, audio.shape[0] :].abs().max() == 0  # padding stays zero
+    assert (ours[0, :8000] - x[0, :8000]).abs().max() > 0.01  # the first windows differ from offline
