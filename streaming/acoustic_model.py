@@ -193,22 +193,22 @@ class AcousticModel:
     def log_probs_with_memory(
         self, features: np.ndarray, pos_context: int, memory: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """A window whose past comes from cached layer inputs instead of being recomputed.
+        """A window whose past comes from cached keys and values instead of being recomputed.
 
         ``features``: (batch, pos_context + frames, feature_dim) conv features, the
         first ``pos_context`` frames only for the positional convolution;
-        ``memory``: (batch, layers, mem, hidden) each layer's inputs for the ``mem``
-        frames before the window, or None.  Returns the window frames' log-probs
-        (batch, frames, vocab) and their layer inputs (batch, layers, frames,
-        hidden) float32: the memory of the next window.
+        ``memory``: (batch, layers, mem, 2 * hidden) each layer's keys and values
+        for the ``mem`` frames before the window, or None.  Returns the window
+        frames' log-probs (batch, frames, vocab) and their keys and values
+        (batch, layers, frames, 2 * hidden) float32: the memory of the next window.
         """
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(self.device)
         mem = None
         if memory is not None:
             mem = torch.from_numpy(np.ascontiguousarray(memory, dtype=np.float32)).to(self.device)
         with self._inference():
-            logits, inputs = self._module.logits_with_memory(x, pos_context, mem)
-            return self._to_log_probs(logits), inputs.float().cpu().numpy()
+            logits, keys_values = self._module.logits_with_memory(x, pos_context, mem)
+            return self._to_log_probs(logits), keys_values.float().cpu().numpy()
 
     # ------------------------------------------------------------------ helpers
     def _waveforms(self, waveforms: np.ndarray) -> torch.Tensor:

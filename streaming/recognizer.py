@@ -255,9 +255,9 @@ class Engine:
         for (_, pos_context, mem), idx in groups.items():
             batch = np.stack([features[i] for i in idx])  # (batch, pos_context + frames, conv_dim)
             memory = np.stack([requests[i].memory for i in idx]) if mem else None  # type: ignore[misc]
-            log_probs, inputs = self.model.log_probs_with_memory(batch, pos_context, memory)
+            log_probs, keys_values = self.model.log_probs_with_memory(batch, pos_context, memory)
             for j, i in enumerate(idx):
-                outputs[i] = WindowOutput(log_probs[j], new_features[i], inputs[j])
+                outputs[i] = WindowOutput(log_probs[j], new_features[i], keys_values[j])
 
     # ---------------------------------------------------------------- offline
     def offline_log_probs(self, samples: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
@@ -327,8 +327,8 @@ class Recognizer:
         self._next_output = 0  # chunk index whose output is expected next
         self._in_flight = 0
         self._features = FeatureCache()
-        # Attention memory: each layer's inputs for the last memory_frames frames.
-        self._memory: np.ndarray | None = None  # (layers, frames, hidden)
+        # Attention memory: each layer's keys and values for the last memory_frames frames.
+        self._memory: np.ndarray | None = None  # (layers, frames, 2 * hidden)
         self._finished = False
         self._closed = False
         self._events: list[Event] = []
@@ -489,10 +489,10 @@ class Recognizer:
             self.accept_window_outputs(requests, self.engine.run_windows(requests))
 
     def _remember(self, output: WindowOutput, window: Window) -> None:
-        """Append the chunk frames' layer inputs to the attention memory, keep the newest."""
-        if output.layer_inputs is None:
-            raise ValueError("a window with attention memory came back without its layer inputs")
-        new = output.layer_inputs[:, window.keep_slice()]  # (layers, chunk frames, hidden)
+        """Append the chunk frames' keys and values to the attention memory, keep the newest."""
+        if output.keys_values is None:
+            raise ValueError("a window with attention memory came back without its keys and values")
+        new = output.keys_values[:, window.keep_slice()]  # (layers, chunk frames, 2 * hidden)
         memory = new if self._memory is None else np.concatenate([self._memory, new], axis=1)
         self._memory = memory[:, -self.engine.memory_frames :] if self.engine.memory_frames else memory[:, :0]
 

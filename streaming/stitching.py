@@ -42,9 +42,9 @@ class WindowRequest:
     cached_features: np.ndarray | None = None  # (frames, conv_dim) float32
     # Attention memory (``WindowConfig.memory``): the window's first ``pos_context``
     # feature frames only feed the positional convolution, and ``memory`` holds each
-    # layer's inputs for the frames before the window.
+    # layer's keys and values for the frames before the window.
     pos_context: int = 0
-    memory: np.ndarray | None = None  # (layers, mem frames, hidden) float32
+    memory: np.ndarray | None = None  # (layers, mem frames, 2 * hidden) float32
 
     @property
     def num_new_frames(self) -> int:
@@ -57,7 +57,7 @@ class WindowOutput:
 
     log_probs: np.ndarray  # (window frames, vocab) float32 log-softmax
     new_features: np.ndarray | None = None  # (new frames, conv_dim) when reusing features
-    layer_inputs: np.ndarray | None = None  # (layers, window frames, hidden) with attention memory
+    keys_values: np.ndarray | None = None  # (layers, window frames, 2 * hidden) with attention memory
 
     def kept(self, window: Window) -> np.ndarray:
         """The chunk's frames: (keep_end - keep_start, vocab)."""

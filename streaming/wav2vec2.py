@@ -421,19 +421,24 @@ class _SelfAttention(nn.Module):
         self.v_proj = nn.Linear(hidden, hidden)
         self.out_proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Queries from ``x``; keys and values from ``context`` (default ``x`` itself)."""
+    def keys_values(self, x: Tensor) -> Tensor:
+        """(batch, n, hidden) -> (batch, n, 2 * hidden): keys, then values, of these frames."""
+        return torch.cat([self.k_proj(x), self.v_proj(x)], dim=-1)
+
+    def forward(self, x: Tensor, keys_values: Tensor | None = None) -> Tensor:
+        """Queries from ``x``; keys and values from ``keys_values`` (default: ``x``'s own)."""
         batch, frames, hidden = x.shape
         head_dim = hidden // self.heads
-        context = x if context is None else context  # (batch, context frames, hidden)
 
         def split(t: Tensor) -> Tensor:
             # (batch, n, hidden) -> (batch, heads, n, head_dim)
-            return t.view(batch, t.shape[1], self.heads, head_dim).transpose(1, 2)
+            return t.reshape(batch, t.shape[1], self.heads, head_dim).transpose(1, 2)
 
         q = split(self.q_proj(x))  # (batch, heads, frames, head_dim)
-        k = split(self.k_proj(context))  # (batch, heads, context frames, head_dim)
-        v = split(self.v_proj(context))  # (batch, heads, context frames, head_dim)
+        if keys_values is None:
+            k, v = split(self.k_proj(x)), split(self.v_proj(x))  # (batch, heads, frames, head_dim)
+        else:  # (batch, n, 2 * hidden) -> (batch, heads, n, head_dim) each
+            k, v = split(keys_values[..., :hidden]), split(keys_values[..., hidden:])
         # Default scale 1/sqrt(head_dim) is the one wav2vec2 uses; no mask (unpadded batch).
         y = F.scaled_dot_product_attention(q, k, v)  # (batch, heads, frames, head_dim)
         y = y.transpose(1, 2).reshape(batch, frames, hidden)  # (batch, frames, hidden)
@@ -461,18 +466,22 @@ class _EncoderLayer(nn.Module):
         self.feed_forward = _FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x: Tensor, memory: Tensor | None = None) -> Tensor:
-        """``memory``: this layer's inputs for earlier frames, attended to as well."""
-        context = None if memory is None else torch.cat([memory, x], dim=1)  # (batch, mem + frames, hidden)
-        if self.pre_norm:  # large-lv60 / XLSR: normalise the branch inputs
-            if context is None:
-                x = x + self.attention(self.layer_norm(x))  # (batch, frames, hidden)
-            else:
-                normed = self.layer_norm(context)  # (batch, mem + frames, hidden), the frames' rows last
-                x = x + self.attention(normed[:, context.shape[1] - x.shape[1] :], normed)
+    def forward(self, x: Tensor, memory: Tensor | None = None, keys_values: list[Tensor] | None = None) -> Tensor:
+        """``memory``: this layer's keys and values for earlier frames (batch, mem, 2 * hidden),
+        attended to as well; ``keys_values``, when a list, gets those of ``x`` appended."""
+        attn_in = self.layer_norm(x) if self.pre_norm else x  # pre-LN (large-lv60 / XLSR) normalises first
+        if memory is None and keys_values is None:
+            y = self.attention(attn_in)  # (batch, frames, hidden)
+        else:
+            kv = self.attention.keys_values(attn_in)  # (batch, frames, 2 * hidden)
+            if keys_values is not None:
+                keys_values.append(kv)
+            y = self.attention(attn_in, kv if memory is None else torch.cat([memory, kv], dim=1))
+        if self.pre_norm:
+            x = x + y  # (batch, frames, hidden)
             return x + self.feed_forward(self.final_layer_norm(x))  # (batch, frames, hidden)
         # base models: normalise after each residual add
-        x = self.layer_norm(x + self.attention(x, context))  # (batch, frames, hidden)
+        x = self.layer_norm(x + y)  # (batch, frames, hidden)
         return self.final_layer_norm(x + self.feed_forward(x))  # (batch, frames, hidden)
 
 
@@ -487,35 +496,36 @@ class _Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._encode(x, 0, None, None)  # (batch, frames, hidden)
 
-    def _encode(self, x: Tensor, pos_context: int, memory: Tensor | None, inputs: list[Tensor] | None) -> Tensor:
-        """The encoder; appends each layer's input to ``inputs`` when it is a list."""
+    def _encode(self, x: Tensor, pos_context: int, memory: Tensor | None, keys_values: list[Tensor] | None) -> Tensor:
+        """The encoder; appends each layer's keys and values to ``keys_values`` when it is a list."""
         x = x[:, pos_context:] + self.pos_conv_embed(x, pos_context)  # (batch, frames, hidden)
         if not self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
         for i, layer in enumerate(self.layers):
-            if inputs is not None:
-                inputs.append(x)
-            x = layer(x, None if memory is None or memory.shape[2] == 0 else memory[:, i])  # (batch, frames, hidden)
+            mem = None if memory is None or memory.shape[2] == 0 else memory[:, i]
+            x = layer(x, mem, keys_values)  # (batch, frames, hidden)
         if self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
         return x
 
     def forward_with_memory(self, x: Tensor, pos_context: int, memory: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Encode ``x[:, pos_context:]``, attending also to earlier frames' cached layer inputs.
+        """Encode ``x[:, pos_context:]``, attending also to earlier frames' cached keys and values.
 
         ``x``: (batch, pos_context + frames, hidden) projected features; the first
         ``pos_context`` frames only feed the positional convolution (so window
         frames see real past audio there instead of zero padding).
-        ``memory``: (batch, layers, mem, hidden), each layer's inputs for the
-        ``mem`` frames just before ``x[:, pos_context:]``, or None.
-        Returns the hidden states (batch, frames, hidden) and this call's layer
-        inputs (batch, layers, frames, hidden), the next call's memory.
+        ``memory``: (batch, layers, mem, 2 * hidden), each layer's keys and values
+        for the ``mem`` frames just before ``x[:, pos_context:]``, or None.  Caching
+        keys and values (not the layer inputs) means a window projects only its own
+        frames: the past costs attention, not projections.
+        Returns the hidden states (batch, frames, hidden) and this call's keys and
+        values (batch, layers, frames, 2 * hidden), the next call's memory.
         """
-        inputs: list[Tensor] = []
-        x = self._encode(x, pos_context, memory, inputs)  # (batch, frames, hidden)
-        if not inputs:
-            return x, x.new_zeros((x.shape[0], 0, *x.shape[1:]))
-        return x, torch.stack(inputs, dim=1)  # (batch, frames, hidden), (batch, layers, frames, hidden)
+        keys_values: list[Tensor] = []
+        x = self._encode(x, pos_context, memory, keys_values)  # (batch, frames, hidden)
+        if not keys_values:
+            return x, x.new_zeros((x.shape[0], 0, x.shape[1], 2 * x.shape[2]))
+        return x, torch.stack(keys_values, dim=1)  # (batch, frames, hidden), (batch, layers, frames, 2 * hidden)
 
 
 class Wav2Vec2CTC(nn.Module):
@@ -549,10 +559,10 @@ class Wav2Vec2CTC(nn.Module):
         self, features: Tensor, pos_context: int, memory: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """Conv features (batch, pos_context + frames, conv_dim) -> CTC logits for the
-        last ``frames`` and their layer inputs; see :meth:`_Encoder.forward_with_memory`."""
+        last ``frames`` and their layers' keys and values; see :meth:`_Encoder.forward_with_memory`."""
         x = self.feature_projection(features)  # (batch, pos_context + frames, hidden)
-        x, inputs = self.encoder.forward_with_memory(x, pos_context, memory)
-        return self.lm_head(x), inputs  # (batch, frames, vocab), (batch, layers, frames, hidden)
+        x, keys_values = self.encoder.forward_with_memory(x, pos_context, memory)
+        return self.lm_head(x), keys_values  # (batch, frames, vocab), (batch, layers, frames, 2 * hidden)
 
     def forward(self, waveforms: Tensor) -> Tensor:
         """(batch, samples) -> (batch, frames, vocab) CTC logits (not normalised)."""

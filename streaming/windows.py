@@ -159,7 +159,7 @@ class WindowConfig:
     right_context_s: float = 0.4
     # How the left context reaches the model.  False: its audio goes through the
     # transformer again in every window (exact for local models, costs
-    # left/chunk extra).  True: each layer attends to its own cached inputs for
+    # left/chunk extra).  True: each layer attends to its cached keys and values for
     # the last ``left_context_s`` of frames (Transformer-XL style), so past
     # context is nearly free and can be long; needs a local conv front end
     # ("layer" family), others fall back to recomputing.

@@ -223,14 +223,17 @@ def test_tiny_checkpoint_is_loadable_and_deterministic(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("family", "stable"), VARIANTS)
 def test_a_layer_with_memory_equals_full_attention_rows(family: str, stable: bool) -> None:
-    """Attending to cached inputs of earlier frames is exactly what the full layer
-    computes for the later rows (pre- and post-norm layers)."""
+    """Attending to the cached keys and values of earlier frames is exactly what the
+    full layer computes for the later rows (pre- and post-norm layers)."""
     lean = _lean(_reference(family, stable))
     layer = lean.encoder.layers[0]
     x = torch.randn(2, 30, lean.config.hidden_size)
     with torch.inference_mode():
         full = layer(x)
-        assert torch.allclose(layer(x[:, 12:], memory=x[:, :12]), full[:, 12:], atol=1e-5)
+        past: list[torch.Tensor] = []
+        layer(x[:, :12], keys_values=past)  # an earlier window: its keys and values are cached
+        assert past[0].shape == (2, 12, 2 * lean.config.hidden_size)
+        assert torch.allclose(layer(x[:, 12:], memory=past[0]), full[:, 12:], atol=1e-5)
         assert torch.equal(layer(x), layer(x, memory=None))
 
 
@@ -251,12 +254,15 @@ def test_logits_with_memory_without_memory_equal_a_plain_forward(layer_pair) -> 
     _, lean = layer_pair
     with torch.inference_mode():
         features = lean.conv_features(torch.randn(2, 8_000))  # (batch, frames, conv_dim)
-        logits, inputs = lean.logits_with_memory(features, 0, None)
+        logits, keys_values = lean.logits_with_memory(features, 0, None)
         assert torch.allclose(logits, lean.logits_from_features(features), atol=1e-5)
         layers = lean.config.num_hidden_layers
-        assert inputs.shape == (2, layers, features.shape[1], lean.config.hidden_size)
-        # The first layer's inputs are the projected features plus their position signal.
+        assert keys_values.shape == (2, layers, features.shape[1], 2 * lean.config.hidden_size)
+        # The first layer's input is the projected features plus their position signal;
+        # its keys and values are projections of that input, layer-normed (pre-LN).
         projected = lean.feature_projection(features)
-        assert torch.allclose(inputs[:, 0], projected + lean.encoder.pos_conv_embed(projected), atol=1e-5)
-        empty = inputs[:, :, :0]
+        first = lean.encoder.layers[0]
+        layer_input = first.layer_norm(projected + lean.encoder.pos_conv_embed(projected))
+        assert torch.allclose(keys_values[:, 0], first.attention.keys_values(layer_input), atol=1e-5)
+        empty = keys_values[:, :, :0]
         assert torch.allclose(lean.logits_with_memory(features, 0, empty)[0], logits, atol=1e-6)
