@@ -140,7 +140,7 @@ Held out from training (synth-dev only): Kokoro {', '.join(KOKORO_DEV)} and blen
 
 Text: fortunes, fortunes-min, bible-kjv-text, sword-text-web, wordnet-base, jargon-text, lowercased,
 letters and apostrophes only, 5-25 words. Augmentation on the fly: speed perturbation, synthetic
-reverberation, coloured and babble noise (SNR 3-30 dB), random equaliser curves (up to ±8 dB, added at step ~3800), telephone band with mu-law, clipping;
+reverberation, coloured and babble noise (SNR 3-30 dB), random equaliser curves (up to ±8 dB, added at step ~3800), telephone band with mu-law, clipping, MP3 round trip (10-16 kbit/s, added at step ~12.8k);
 time masking after the model starts to align.
 
 ## Limitations

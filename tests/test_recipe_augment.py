@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
-from augment import AugmentConfig, augment, equalize  # noqa: E402
+from augment import AugmentConfig, augment, equalize, mp3_round_trip  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -39,3 +39,16 @@ def test_augment_at_full_strength_gives_finite_audio_and_at_zero_the_input() -> 
 def test_config_names_a_bad_probability() -> None:
     with pytest.raises(ValueError, match="eq_prob"):
         AugmentConfig(eq_prob=1.5)
+
+
+@pytest.mark.parametrize("quality", [0.3, 0.9])
+def test_mp3_round_trip_keeps_length_and_speech_band_but_loses_detail(speech, quality: float) -> None:
+    audio, rate = speech
+    x = (audio[: 3 * rate] * 2.5).astype(np.float32)  # peaks past full scale survive too
+    assert np.abs(x).max() > 1.0
+    y = mp3_round_trip(x, quality)
+    assert y.dtype == np.float32 and y.shape == x.shape and np.isfinite(y).all()
+    spectrum_x, spectrum_y = np.abs(np.fft.rfft(x)), np.abs(np.fft.rfft(y))
+    speech_band = slice(300 * 3, 3000 * 3)  # 3 s: bin k is k/3 Hz
+    assert np.corrcoef(spectrum_x[speech_band], spectrum_y[speech_band])[0, 1] > 0.9
+    assert 5e-4 < np.mean((y - x) ** 2) / np.mean(x**2) < 0.05  # coding noise -13..-33 dB: lossy, not destroyed
