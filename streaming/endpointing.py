@@ -12,8 +12,8 @@ with its defaults, checked after every frame:
 The recognizer also asks :meth:`Endpointer.silence_ahead` about the window's
 look-ahead frames (heard, not yet decoded for good): when they already complete
 rule 2's silence, the segment ends at once instead of a window later.  Its
-speech frames are all decoded by then as long as the look-ahead is shorter
-than ``silence_after_speech_s``; the rest of the silence opens the next segment.
+speech is all decoded by then (the silence runs from the decoded frames on into
+the look-ahead), and the rest of the silence opens the next segment.
 """
 
 from __future__ import annotations
