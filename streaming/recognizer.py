@@ -559,6 +559,10 @@ class Recognizer:
             if hit is not None:
                 self._close_segment(hit[1])
 
+    def _seconds(self, frames: int) -> float:
+        """Frames to seconds, rounded like word times (70 frames: 1.4, not 1.4000000000000001)."""
+        return round(frames * self._geo.frame_seconds, 6)
+
     def _silent(self, log_probs: np.ndarray) -> np.ndarray:
         """Per frame: is the most likely token the blank or the word delimiter?"""
         return np.isin(log_probs.argmax(axis=1), self._silent_ids)
@@ -578,9 +582,8 @@ class Recognizer:
                 text=hyp.text,
                 stable_text=" ".join(words[: hyp.stable_words]),
                 segment=self._segment,
-                start=self._segment_start * self._geo.frame_seconds,
-                end=(self._decoded_frames + (0 if lookahead is None else lookahead.shape[0]))
-                * self._geo.frame_seconds,
+                start=self._seconds(self._segment_start),
+                end=self._seconds(self._decoded_frames + (0 if lookahead is None else lookahead.shape[0])),
                 words=_words(hyp, self._segment_start, self._geo.frame_seconds),
             )
         )
@@ -593,8 +596,8 @@ class Recognizer:
                     text=hyp.text,
                     words=_words(hyp, self._segment_start, self._geo.frame_seconds),
                     segment=self._segment,
-                    start=self._segment_start * self._geo.frame_seconds,
-                    end=self._decoded_frames * self._geo.frame_seconds,
+                    start=self._seconds(self._segment_start),
+                    end=self._seconds(self._decoded_frames),
                     reason=reason,
                 )
             )
