@@ -302,16 +302,20 @@ def running_normalize(input_values: torch.Tensor, attention_mask: torch.Tensor, 
     affine-invariant, so applying it to utterance-normalised audio gives what the
     engine makes of the raw audio.  input_values: (batch, samples); padding stays 0.
     """
+    from streaming.windows import FrameGeometry, num_frames  # the engine's own frame arithmetic
+
+    geometry = FrameGeometry()
     out = torch.zeros_like(input_values)
     lengths = attention_mask.sum(dim=1).tolist()
     for b, n in enumerate(lengths):
         wave = input_values[b, :n].double()
-        total_frames = max(1, (n - 400) // 320 + 1)
+        total_frames = max(1, num_frames(n, geometry))
         csum, csq = torch.cumsum(wave, 0), torch.cumsum(wave * wave, 0)
         start, k = 0, 0
         while start < n:
             frame_end = min((k + 1) * chunk + right, total_frames)
-            end = n if frame_end >= total_frames else min(n, frame_end * 320 + 80)  # frames_end_sample
+            # the last window takes the tail too, as the engine's does
+            end = n if frame_end >= total_frames else min(n, geometry.frames_end_sample(frame_end))
             mean = csum[end - 1] / end
             var = torch.clamp(csq[end - 1] / end - mean * mean, min=0.0)
             out[b, start:end] = ((wave[start:end] - mean) / torch.sqrt(var + 1e-7)).to(out.dtype)

@@ -339,7 +339,7 @@ class Recognizer:
         self._decoded_frames = 0
         self._last_partial: str | None = None
         # Log-probs of the newest window's look-ahead frames: a partial's provisional tail.
-        self._lookahead: np.ndarray | None = None
+        self._lookahead = np.zeros((0, len(engine.info.vocab)), dtype=np.float32)  # (frames, vocab)
         silent = {engine.info.blank_id}
         if engine.info.word_delimiter in engine.info.vocab:
             silent.add(engine.info.vocab.index(engine.info.word_delimiter))
@@ -559,20 +559,13 @@ class Recognizer:
             if hit is not None:
                 self._close_segment(hit[1])
 
-    def _seconds(self, frames: int) -> float:
-        """Frames to seconds, rounded like word times (70 frames: 1.4, not 1.4000000000000001)."""
-        return round(frames * self._geo.frame_seconds, 6)
-
     def _silent(self, log_probs: np.ndarray) -> np.ndarray:
         """Per frame: is the most likely token the blank or the word delimiter?"""
         return np.isin(log_probs.argmax(axis=1), self._silent_ids)
 
     def _emit_partial(self) -> None:
-        lookahead = self._lookahead if self.engine.decoder_config.peek_beams else None
-        if lookahead is not None and lookahead.shape[0]:
-            hyp = self._stream.peek(lookahead)
-        else:
-            hyp, lookahead = self._stream.partial(), None
+        ahead = self._lookahead.shape[0] if self.engine.decoder_config.peek_beams else 0  # frames shown provisionally
+        hyp = self._stream.peek(self._lookahead) if ahead else self._stream.partial()
         if hyp.text == self._last_partial or (not hyp.text and self._last_partial is None):
             return
         self._last_partial = hyp.text
@@ -582,8 +575,8 @@ class Recognizer:
                 text=hyp.text,
                 stable_text=" ".join(words[: hyp.stable_words]),
                 segment=self._segment,
-                start=self._seconds(self._segment_start),
-                end=self._seconds(self._decoded_frames + (0 if lookahead is None else lookahead.shape[0])),
+                start=_seconds(self._segment_start, self._geo.frame_seconds),
+                end=_seconds(self._decoded_frames + ahead, self._geo.frame_seconds),
                 words=_words(hyp, self._segment_start, self._geo.frame_seconds),
             )
         )
@@ -596,8 +589,8 @@ class Recognizer:
                     text=hyp.text,
                     words=_words(hyp, self._segment_start, self._geo.frame_seconds),
                     segment=self._segment,
-                    start=self._seconds(self._segment_start),
-                    end=self._seconds(self._decoded_frames),
+                    start=_seconds(self._segment_start, self._geo.frame_seconds),
+                    end=_seconds(self._decoded_frames, self._geo.frame_seconds),
                     reason=reason,
                 )
             )
@@ -619,12 +612,17 @@ class Recognizer:
             self._closed = True
 
 
+def _seconds(frames: int, frame_seconds: float) -> float:
+    """Frames to event seconds, rounded to 6 decimals (70 frames: 1.4, not 1.4000000000000001)."""
+    return round(frames * frame_seconds, 6)
+
+
 def _words(hyp: Hypothesis, offset_frames: int, frame_seconds: float) -> tuple[Word, ...]:
     return tuple(
         Word(
             text=w.text,
-            start=round((offset_frames + w.start_frame) * frame_seconds, 6),
-            end=round((offset_frames + w.end_frame) * frame_seconds, 6),
+            start=_seconds(offset_frames + w.start_frame, frame_seconds),
+            end=_seconds(offset_frames + w.end_frame, frame_seconds),
             confidence=w.confidence,
         )
         for w in hyp.words
