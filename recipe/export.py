@@ -15,7 +15,15 @@ from pathlib import Path
 
 import torch
 from common import REPO_ROOT, VOCAB, ckpt_dir, logs_dir, shards_dir, write_json_atomic
-from synth import ESPEAK_VOICES, FESTIVAL_DEV, FESTIVAL_TRAIN, FLITE_VOICES, KOKORO_DEV, KOKORO_TRAIN
+from synth import (
+    ESPEAK_VOICES,
+    FESTIVAL_DEV,
+    FESTIVAL_TRAIN,
+    FLITE_VOICES,
+    KOKORO_ACCENTED,
+    KOKORO_DEV,
+    KOKORO_TRAIN,
+)
 
 DEFAULT_OUT = REPO_ROOT / "models" / "en-small"
 
@@ -67,9 +75,16 @@ def model_card(state: dict, nparams: int, hours: dict[str, float], ev: dict, ext
             rows.append(f"| {src} | {r['n']} | {100 * r['wer']:.1f}% | {100 * r['cer']:.1f}% |")
     eval_step = (extra_eval or {}).get("_step", ev.get("step", "?")) if (extra_eval or ev) else "-"
     rows = [r for r in rows if not r.startswith("| _")]
-    from synth import synth_cpu_hours
+    from synth import accented_kokoro_hours, synth_cpu_hours
 
     syn_cpu, syn_n, all_n = synth_cpu_hours(shards_dir() / "train") if (shards_dir() / "train").exists() else (0, 0, 0)
+    acc_h = accented_kokoro_hours(shards_dir() / "train") if (shards_dir() / "train").exists() else 0.0
+    accented = (
+        f"\n* Kokoro's non-English styles reading English, alone or blended with one of the above ({acc_h:.2f} h"
+        f" of the Kokoro hours): {', '.join(KOKORO_ACCENTED)}."
+        if acc_h
+        else ""
+    )
     hrs = "\n".join(f"| {k} | {v:.2f} |" for k, v in sorted(hours.items())) or "| (none yet) | 0 |"
     return f"""---
 language: en
@@ -129,7 +144,7 @@ Not measured for this export yet: `recipe/run_all.sh --evaluate-engine` (greedy 
 {hrs}
 
 Voices used in training:
-* Kokoro-82M (int8 ONNX) styles {', '.join(KOKORO_TRAIN)}, and random two-style blends of them, speed 0.8-1.2.
+* Kokoro-82M (int8 ONNX) styles {', '.join(KOKORO_TRAIN)}, and random two-style blends of them, speed 0.8-1.2.{accented}
 * Piper `en_US-joe-medium` with random length_scale 0.75-1.35, noise_scale 0.3-1.0, noise_w 0.3-1.2.
 * flite {', '.join(sorted(FLITE_VOICES))} with varied pitch and duration stretch.
 * Festival {', '.join(FESTIVAL_TRAIN)} with varied duration stretch.

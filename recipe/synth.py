@@ -320,6 +320,20 @@ def hours_by_source(split_dir: Path) -> dict[str, float]:
     return hours
 
 
+def accented_kokoro_hours(split_dir: Path) -> float:
+    """Hours of Kokoro utterances led by one of its non-English styles (``KOKORO_ACCENTED``)."""
+    seconds = 0
+    for meta in split_dir.glob("kokoro-*.json"):
+        try:
+            utts = json.loads(meta.read_text())["utts"]
+        except (ValueError, KeyError):
+            continue
+        for u in utts:  # voice: "kokoro:zm_yunxia+am_puck@0.28 speed=0.99"
+            if u.get("voice", "").partition(":")[2].split("+")[0].split(" ")[0] in KOKORO_ACCENTED:
+                seconds += u["length"]
+    return seconds / SAMPLE_RATE / 3600
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -71,3 +71,18 @@ def test_kokoro_blend_mixes_the_two_styles() -> None:
         else:
             alpha = float(name.split("@")[1].split(" ")[0])
             assert np.allclose(style, alpha * ids[0] + (1 - alpha) * ids[1], atol=0.01 * abs(ids[0] - ids[1]) + 1e-4)
+
+
+def test_accented_hours_count_only_utterances_led_by_a_non_english_style(tmp_path: Path) -> None:
+    import json
+
+    utts = [
+        {"voice": "kokoro:zm_yunxia+am_puck@0.28 speed=0.99", "length": 16_000 * 1800},  # accented lead
+        {"voice": "kokoro:ef_dora speed=0.80", "length": 16_000 * 1800},
+        {"voice": "kokoro:af_bella+zf_xiaoyi@0.50 speed=1.00", "length": 16_000 * 3600},  # English lead
+        {"voice": "kokoro:am_adam speed=1.10", "length": 16_000 * 3600},
+    ]
+    (tmp_path / "kokoro-00001.json").write_text(json.dumps({"seconds": 10800, "utts": utts}))
+    (tmp_path / "kokoro-00002.json").write_text("{")  # a shard being written: skipped
+    (tmp_path / "piper-00001.json").write_text(json.dumps({"utts": [{"voice": "piper:ef_dora", "length": 16_000}]}))
+    assert synth.accented_kokoro_hours(tmp_path) == 1.0
