@@ -115,36 +115,37 @@ RECOMPUTED_LEFT_CONTEXT_S = 0.6
 class WindowConfig:
     """Chunk size and context, in seconds (each a multiple of the 20 ms frame).
 
-    Measured on the default model (step 10458; 5.7M parameters), 1 thread, with
+    Measured on the default model (step 14501; 5.7M parameters), 1 thread, with
     ``benchmarks/bench_streaming_vs_offline.py`` on the 300 held-out synthetic
-    utterances: model compute relative to one offline forward, frame agreement
-    with the offline log-probs, and WER with the LM (beam 100, alpha 0.6,
-    beta 1.5) against offline's 52.12 % (an ``m`` marks attention memory);
-    partial word delay p50/p90 from ``xlsr-stream latency`` (one stream, 46 s
-    of held-out synthetic speech, 94 words, partials showing the look-ahead):
+    utterances (endpointing off, training running beside it): model compute
+    relative to one offline forward, frame agreement with the offline
+    log-probs, and WER with the LM (beam 100, alpha 0.6, beta 1.5) against
+    offline's 47.94 % (an ``m`` marks attention memory); partial word delay
+    p50/p90 from ``xlsr-stream latency`` (one stream, 46 s of held-out synthetic
+    speech, 94 words, partials showing the look-ahead; step 12760):
 
     ==========================  =======  ========  ============  ===========
     chunk / left / right (s)    compute  argmax =  LM WER        word delay
     ==========================  =======  ========  ============  ===========
-    1.0 / 0.6 / 0.4             1.54x    95.1 %    54.85 +2.73
-    1.0 / 6.0 / 0.4 m default   1.51x    96.9 %    53.32 +1.20   0.91/1.44 s
-    1.6 / 6.0 / 0.8 m           1.33x    98.3 %    52.66 +0.54
-    2.0 / 6.0 / 0.6 m           1.24x    98.5 %    53.23 +1.11
-    2.0 / 6.0 / 1.0 m           1.29x    98.9 %    52.26 +0.14   1.85/2.86 s
+    1.0 / 0.6 / 0.4             1.57x    95.5 %    49.02 +1.08
+    1.0 / 6.0 / 0.4 m default   1.33x    97.2 %    48.33 +0.39   0.91/1.44 s
+    1.6 / 6.0 / 0.8 m           1.32x    98.4 %    47.68 -0.26
+    2.0 / 6.0 / 0.6 m           1.28x    98.4 %    47.77 -0.17
+    2.0 / 6.0 / 1.0 m           1.27x    98.9 %    47.62 -0.32   1.85/2.86 s
     ==========================  =======  ========  ============  ===========
 
-    What closes the WER gap is the look-ahead: offline, every frame hears the
-    whole future, and this model still leans on ~1 s of it (2 s chunks gain
-    nothing with 0.6 s of look-ahead).  Longer chunks make each window's
-    look-ahead cheaper, so 2.0/1.0 costs less compute than 1.0/0.4, but a word
-    waits for its chunk to end: twice the partial delay, and the first partial
-    comes after 3 s.  For live captions the default keeps 1 s chunks; for
-    transcripts where accuracy matters more than delay use ``--chunk-s 2.0
-    --right-context-s 1.0``.  Recomputed left context (no memory) costs
-    roughly 0.56 + 0.44 * (left + chunk + right) / chunk of offline, so it
-    stays short; attention memory gives each chunk 6 s of past for the compute
-    of 0.6 s (20 s gain nothing more).  Training on streaming-shaped batches
-    narrows the gap (recipe/README.md).
+    The gap is the look-ahead: offline, every frame hears the whole future.
+    Since the model trains on half its batches in this streaming shape, with
+    the engine's running normalisation (from step 12400), 0.4 s of it comes
+    within 0.4 points, and 0.6-1.0 s do better than offline.  At step 10458,
+    before that, the default was 1.20 points behind and 2.0/1.0 0.14.  Longer
+    chunks make each window's look-ahead cheaper, but a word waits for its
+    chunk to end: twice the partial delay, and the first partial comes after
+    3 s.  For live captions the default keeps 1 s chunks; for transcripts use
+    ``--chunk-s 2.0 --right-context-s 1.0``.  Recomputed left context (no
+    memory) costs roughly 0.56 + 0.44 * (left + chunk + right) / chunk of
+    offline, so it stays short; attention memory gives each chunk 6 s of past
+    for the compute of 0.6 s (20 s gain nothing more).
     """
 
     # Output frames per window. Partials can't come faster than this, and every
