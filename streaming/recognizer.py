@@ -152,6 +152,8 @@ class Engine:
         ``model``: a local Wav2Vec2ForCTC folder or a Hub id; None is the shipped default.
         ``lm``: None uses the checkpoint's ``language_model/`` when it has one; False
         decodes without an LM; a path loads that LM folder or KenLM file.
+        ``dtype``: float32 (the reference), bfloat16, float16 (CUDA) or auto (bfloat16 on
+        CPUs with bf16 instructions, as the command line uses); see ``load_model``.
         """
         acoustic = load_model(
             default_model_path() if model is None else model, device=device, dtype=dtype, threads=threads

@@ -113,6 +113,18 @@ def test_bfloat16_runs_and_is_close(checkpoints: dict[str, Path], layer_model: A
     np.testing.assert_allclose(bf16.log_probs_from_features(features), got, atol=0.05)
 
 
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_dtype_follows_the_cpu(
+    checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch, fast_bf16: bool
+) -> None:
+    # torch's CPU feature probes decide; the other probe is forced off so the CPU running the test doesn't
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: fast_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    model = load_model(checkpoints["layer"], dtype="auto")
+    assert model.dtype == ("bfloat16" if fast_bf16 else "float32")
+    assert model.log_probs(_audio(1, 8_000)).dtype == np.float32
+
+
 def test_pytorch_model_bin_with_old_weight_norm_names(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     folder = _copy(checkpoints["group"], tmp_path)
     tensors = load_file(folder / "model.safetensors")
@@ -320,7 +332,7 @@ def test_hub_id_without_huggingface_hub(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dtype": "int8"}, r"dtype must be one of \['bfloat16', 'float16', 'float32'\], got 'int8'"),
+        ({"dtype": "int8"}, r"dtype must be 'auto' or one of \['bfloat16', 'float16', 'float32'\], got 'int8'"),
         ({"dtype": "float16"}, r"dtype 'float16' needs device='cuda'.*use dtype='bfloat16' on CPU"),
         ({"device": "potato"}, r"device must be a torch device such as 'cpu' or 'cuda', got 'potato'"),
     ],

@@ -245,7 +245,8 @@ def fake_sd(monkeypatch: pytest.MonkeyPatch, speech_48k: np.ndarray) -> Iterator
 
 
 def _engine_args(model: Path) -> list[str]:
-    return ["--model", str(model), "--no-lm", "--greedy"]
+    # float32: the captions are compared with an Engine.load() reference, whatever this CPU's auto dtype is
+    return ["--model", str(model), "--no-lm", "--greedy", "--dtype", "float32"]
 
 
 def test_mic_captions_from_a_fake_microphone(
