@@ -40,7 +40,7 @@ from .metrics import Budget, CapacitySearch, budget_failures, summarize_level
 from .protocol import PROTOCOLS, ProtocolError, open_stream, stream_url
 from .report import LevelResult, Report, format_table, write_plots
 from .runner import ClientConfig, flat_out_rtf, run_level
-from .server_metrics import compute_rtf, scrape
+from .server_metrics import compute_rtf, scrape, wait_until_idle
 
 __all__ = ["build_parser", "load_audio_16k", "main", "reference_words"]
 
@@ -185,6 +185,15 @@ async def _preflight(config: ClientConfig) -> None:
         ) from exc
 
 
+async def _wait_for_idle_server(config: ClientConfig, audio_s: float, echo: bool) -> None:
+    """Let the server finish the last level's streams: left open, they would take the next level's slots."""
+    timeout = 60.0 + 2 * audio_s
+    still_open = await wait_until_idle(config.url, timeout_s=timeout)
+    if still_open and echo:
+        print(f"  the server still has {still_open} streams open after {timeout:.0f} s; starting the next level",
+              file=sys.stderr, flush=True)
+
+
 async def run_sweep(
     report: Report,
     config: ClientConfig,
@@ -207,6 +216,7 @@ async def run_sweep(
         if level is None:
             break
         if report.levels:
+            await _wait_for_idle_server(config, len(samples) / config.sample_rate, echo)
             await asyncio.sleep(settle_s)
         started = time.monotonic()
         before = await scrape(config.url)

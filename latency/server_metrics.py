@@ -7,6 +7,9 @@ this reads what the server itself spent while the real-time clients ran:
 
 between a scrape before and one after a level.  Only our server has these
 counters; against another vosk server the scrape fails and the figure is None.
+Between levels the lab also waits here until the server has closed every
+stream of the last one (``wait_until_idle``), so that a level the server could
+not keep up with does not leave streams behind that fill the next level's slots.
 """
 
 from __future__ import annotations
@@ -17,12 +20,21 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ComputeCounters", "compute_rtf", "metrics_url", "parse_counters", "scrape"]
+__all__ = [
+    "ComputeCounters",
+    "compute_rtf",
+    "metrics_url",
+    "open_streams",
+    "parse_counters",
+    "scrape",
+    "wait_until_idle",
+]
 
 # Sample names as our server exports them (server/metrics.py): histogram sums and a counter.
 FORWARD = "xlsr_forward_seconds_sum"
 DECODE = "xlsr_decode_seconds_sum"
 AUDIO = "xlsr_audio_seconds_total"
+ACTIVE = "xlsr_active_streams"  # a gauge, one sample per protocol
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ def parse_counters(text: str) -> ComputeCounters | None:
     >>> parse_counters("# nothing of ours") is None
     True
     """
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    lines = _samples(text)
     values = [_sum_samples(lines, name) for name in (FORWARD, DECODE, AUDIO)]
     if any(v is None for v in values):
         return None
@@ -86,14 +98,50 @@ def compute_rtf(before: ComputeCounters | None, after: ComputeCounters | None) -
     return ((after.forward_s - before.forward_s) + (after.decode_s - before.decode_s)) / audio
 
 
-async def scrape(url: str, *, timeout_s: float = 5.0) -> ComputeCounters | None:
-    """Read the counters of the server behind ``url``; None when it has no such endpoint."""
-
+async def _metrics_text(url: str, timeout_s: float) -> str | None:
     def get() -> str:
         with urllib.request.urlopen(metrics_url(url), timeout=timeout_s) as response:
             return str(response.read(1 << 22).decode("utf-8", "replace"))
 
     try:
-        return parse_counters(await asyncio.to_thread(get))
+        return await asyncio.to_thread(get)
     except (OSError, urllib.error.URLError, ValueError):
         return None
+
+
+def _samples(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+async def scrape(url: str, *, timeout_s: float = 5.0) -> ComputeCounters | None:
+    """Read the counters of the server behind ``url``; None when it has no such endpoint."""
+    text = await _metrics_text(url, timeout_s)
+    try:
+        return None if text is None else parse_counters(text)
+    except ValueError:
+        return None
+
+
+def open_streams(text: str) -> int | None:
+    """Streams the server has open (all protocols), from Prometheus text; None if not ours.
+
+    >>> open_streams('xlsr_active_streams{protocol="vosk"} 3.0\\nxlsr_active_streams{protocol="native"} 1.0\\n')
+    4
+    """
+    total = _sum_samples(_samples(text), ACTIVE)
+    return None if total is None else round(total)
+
+
+async def wait_until_idle(url: str, *, timeout_s: float, poll_s: float = 0.5) -> int | None:
+    """Wait until the server behind ``url`` has no stream open, at most ``timeout_s``.
+
+    Returns the streams still open (0: idle), or None for a server without our /metrics.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        text = await _metrics_text(url, timeout_s=5.0)
+        count = None if text is None else open_streams(text)
+        if not count or loop.time() >= deadline:
+            return count
+        await asyncio.sleep(poll_s)

@@ -439,3 +439,25 @@ def test_lab_counts_a_stream_the_server_drops(tmp_path: Path) -> None:
     assert not level["within_budget"]
     assert level["summary"]["dropped"] == 1
     assert level["streams"][0]["error"] == "server closed the stream: code 1011 'recognizer crashed'"
+
+
+def test_wait_until_idle_waits_for_open_streams_to_close(server_url: str) -> None:
+    from latency.protocol import open_stream
+    from latency.server_metrics import wait_until_idle
+
+    async def scenario() -> tuple[int | None, int | None, int | None]:
+        idle = await wait_until_idle(server_url, timeout_s=5)
+        async with open_stream(server_url, "vosk", 16_000, open_timeout=5):
+            busy = await wait_until_idle(server_url, timeout_s=0.6, poll_s=0.2)  # gives up, says how many
+        return idle, busy, await wait_until_idle(server_url, timeout_s=10, poll_s=0.1)
+
+    assert asyncio.run(scenario()) == (0, 1, 0)
+
+
+def test_wait_until_idle_is_none_without_our_metrics() -> None:
+    from latency.server_metrics import wait_until_idle
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert asyncio.run(wait_until_idle(f"ws://127.0.0.1:{port}", timeout_s=1)) is None
