@@ -107,7 +107,7 @@ async def one_stream(url: str, audio: np.ndarray, start_delay: float) -> StreamR
     finish_at: float | None = None
     await asyncio.sleep(start_delay)
     try:
-        async with connect(url + "/v1/stream", max_size=2**22, open_timeout=30) as ws:
+        async with connect(url + "/v1/stream", max_size=2**22, open_timeout=30, ping_timeout=None) as ws:
             await ws.recv()  # hello
             await ws.send(json.dumps({"type": "start", "sample_rate": 16_000}))
 

@@ -313,7 +313,11 @@ async def _main(args: argparse.Namespace) -> int:
     log = LatencyLog()
     started = time.monotonic()
     async with connect(
-        args.url.rstrip("/") + path, additional_headers=headers, ssl=context, max_size=2**22
+        args.url.rstrip("/") + path,
+        additional_headers=headers,
+        ssl=context,
+        max_size=2**22,
+        ping_timeout=None,  # a busy server reads our pong late (behind audio); that is lag, not death
     ) as ws:
         pace = Pace(speed)
         if args.protocol == "vosk":

@@ -309,7 +309,9 @@ class open_stream:
     def __init__(self, url: str, protocol: str, sample_rate: int, *, open_timeout: float = 10.0) -> None:
         self._url = stream_url(url, protocol)
         self._protocol = protocol
-        self._connect = connect(self._url, open_timeout=open_timeout, max_size=MAX_REPLY_BYTES)
+        # No keepalive timeout: a loaded server reads our pong late (it waits behind audio), and
+        # the lab measures that lag instead of ending the stream over it.
+        self._connect = connect(self._url, open_timeout=open_timeout, max_size=MAX_REPLY_BYTES, ping_timeout=None)
         self._sample_rate = sample_rate
         self._open_timeout = open_timeout
 
