@@ -147,11 +147,9 @@ class SpeechServer:
             # At most 4 frames wait unread per connection (<= 4 MiB), after which
             # websockets stops reading TCP: the last stage of backpressure.
             max_queue=4,
-            # Pings still go out (they keep NAT and proxies open), but a late pong closes
-            # nothing: while a stream's backlog is full the connection reads nothing, so the
-            # pong waits in TCP behind audio, and an overloaded server would otherwise cut
-            # streams off with 1011 and lose their finals.  Dead peers are still reaped by
-            # idle_timeout_s once the backlog is decoded.
+            # Pings go out, but a late pong closes nothing (ServerConfig.keepalive_interval_s):
+            # an overloaded server would otherwise cut streams off with 1011, finals lost.
+            ping_interval=self.config.keepalive_interval_s,
             ping_timeout=None,
             # PCM barely compresses and deflate costs CPU the model needs.
             compression=None,

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of undecoded audio per stream before the server stops reading it",
     )
     limits.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=_DEFAULTS.keepalive_interval_s,
+        help="seconds between keepalive pings (a late pong never closes a stream)",
+    )
+    limits.add_argument(
         "--drain-timeout",
         type=float,
         default=_DEFAULTS.drain_timeout_s,
@@ -126,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout,
         max_session_s=args.max_session,
         max_backlog_s=args.max_backlog,
+        keepalive_interval_s=args.keepalive_interval,
         drain_timeout_s=args.drain_timeout,
         decode_threads=args.decode_threads,
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,

@@ -46,6 +46,10 @@ class ServerConfig:
     # for a faster-than-real-time client, small enough to bound memory
     # (10 s of 16 kHz float32 = 640 kB per stream).
     max_backlog_s: float = 10.0
+    # Pings keep NAT and proxies from dropping a quiet connection (websockets' default 20 s).
+    # A late pong never closes a stream: while its backlog is full the server reads nothing,
+    # so the pong waits in TCP behind audio.  The idle timeout reaps dead peers instead.
+    keepalive_interval_s: float = 20.0
     # On SIGTERM, live streams get this long to receive their finals.
     drain_timeout_s: float = 30.0
     # Threads for per-stream decoding (beam search, LM); the model forward has its
@@ -65,6 +69,7 @@ class ServerConfig:
         _check_range("idle_timeout_s", self.idle_timeout_s, 0.01, 86_400.0)
         _check_range("max_session_s", self.max_session_s, 0.01, 7 * 86_400.0)
         _check_range("max_backlog_s", self.max_backlog_s, 0.1, 3600.0)
+        _check_range("keepalive_interval_s", self.keepalive_interval_s, 0.01, 3600.0)
         _check_range("drain_timeout_s", self.drain_timeout_s, 0.0, 3600.0)
         _check_range("decode_threads", self.decode_threads, 1, 64)
         if self.auth_token is not None and not self.auth_token.strip():

@@ -495,6 +495,29 @@ def test_backpressure_bounds_undecoded_audio(engine: Engine, speech: tuple[np.nd
     assert finals == [f.text for f in reference(engine, pcm, rate)]
 
 
+def test_unanswered_keepalive_pings_never_end_a_stream(engine: Engine, clips: list[tuple[np.ndarray, int]]) -> None:
+    """A client that reads nothing for 30 ping intervals (so it answers no ping, as when the
+    server's own backpressure leaves a pong unread behind audio) still gets its whole result."""
+    audio, rate = clips[0]
+
+    async def scenario() -> tuple[list[dict], int | None, int]:
+        async with running(engine, keepalive_interval_s=0.05) as server:
+            # max_queue=1: after two unread replies the client stops reading TCP, pings included
+            async with connect(f"ws://127.0.0.1:{server.port}/", max_queue=1) as ws:
+                await ws.send(json.dumps({"config": {"sample_rate": rate}}))
+                for block in blocks(audio):
+                    await ws.send(block.astype("<i2").tobytes())
+                await asyncio.sleep(1.5)
+                await ws.send('{"eof" : 1}')
+                replies = [json.loads(m) async for m in ws]
+            return replies, ws.close_code, len(blocks(audio))
+
+    replies, code, sent = run(scenario())
+    assert code == 1000 and len(replies) == sent + 1  # one reply per block, then the final
+    expected = reference(engine, audio, rate)
+    assert vosk_texts(replies[:-1], replies[-1]) == joined([f.text for f in expected])
+
+
 # ---------------------------------------------------------------- HTTP, auth, TLS
 
 
