@@ -77,8 +77,9 @@ def model_card(state: dict, nparams: int, hours: dict[str, float], ev: dict, ext
     rows = [r for r in rows if not r.startswith("| _")]
     from synth import accented_kokoro_hours, synth_cpu_hours
 
-    syn_cpu, syn_n, all_n = synth_cpu_hours(shards_dir() / "train") if (shards_dir() / "train").exists() else (0, 0, 0)
-    acc_h = accented_kokoro_hours(shards_dir() / "train") if (shards_dir() / "train").exists() else 0.0
+    train_shards = shards_dir() / "train"
+    syn_cpu, syn_n, all_n = synth_cpu_hours(train_shards) if train_shards.exists() else (0, 0, 0)
+    acc_h = accented_kokoro_hours(train_shards)  # 0 without shards
     accented = (
         f"\n* Kokoro's non-English styles reading English, alone or blended with one of the above ({acc_h:.2f} h"
         f" of the Kokoro hours): {', '.join(KOKORO_ACCENTED)}."

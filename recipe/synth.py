@@ -268,7 +268,7 @@ class Kokoro:
         audio = self.sess.run(None, {"tokens": np.array([[0] + ids + [0]], dtype=np.int64),
                                      "style": style.astype(np.float32),
                                      "speed": np.array([speed], dtype=np.float32)})[0]
-        name = f"kokoro:{v1}" + (f"+{v2}@{alpha:.2f}" if blend else "") + f" speed={speed:.2f}"
+        name = f"kokoro:{v1}" + (f"+{v2}@{alpha:.2f}" if blend else "") + f" speed={speed:.2f}"  # kokoro_styles()
         return _to16k(audio, 24000), name
 
 
@@ -320,6 +320,15 @@ def hours_by_source(split_dir: Path) -> dict[str, float]:
     return hours
 
 
+def kokoro_styles(voice: str) -> list[str]:
+    """The styles in a Kokoro voice name, leading one first.
+
+    >>> kokoro_styles("kokoro:zm_yunxia+am_puck@0.28 speed=0.99"), kokoro_styles("kokoro:af_bella speed=1.10")
+    (['zm_yunxia', 'am_puck'], ['af_bella'])
+    """
+    return voice.partition(":")[2].split(" ")[0].split("@")[0].split("+")
+
+
 def accented_kokoro_hours(split_dir: Path) -> float:
     """Hours of Kokoro utterances led by one of its non-English styles (``KOKORO_ACCENTED``)."""
     seconds = 0
@@ -328,8 +337,8 @@ def accented_kokoro_hours(split_dir: Path) -> float:
             utts = json.loads(meta.read_text())["utts"]
         except (ValueError, KeyError):
             continue
-        for u in utts:  # voice: "kokoro:zm_yunxia+am_puck@0.28 speed=0.99"
-            if u.get("voice", "").partition(":")[2].split("+")[0].split(" ")[0] in KOKORO_ACCENTED:
+        for u in utts:
+            if kokoro_styles(u.get("voice", ""))[0] in KOKORO_ACCENTED:
                 seconds += u["length"]
     return seconds / SAMPLE_RATE / 3600
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import random
 import sys
 from pathlib import Path
@@ -10,6 +11,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
 import synth  # noqa: E402
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(synth)
+    assert result.attempted >= 1 and result.failed == 0
 
 
 def test_held_out_voices_are_in_no_training_pool() -> None:
@@ -40,21 +46,16 @@ def _kokoro() -> tuple[synth.Kokoro, _Session]:
     return k, k.sess
 
 
-def _voices(name: str) -> list[str]:
-    # "kokoro:pm_santa+af_river@0.26 speed=0.89" -> ["pm_santa", "af_river"]
-    return name.split(":", 1)[1].split(" ")[0].split("@")[0].split("+")
-
-
 def test_kokoro_training_voices_include_accented_styles_and_dev_voices_stay_held_out() -> None:
     k, _ = _kokoro()
     rng = random.Random(0)
-    train = [_voices(k("a short test", rng, dev=False)[1]) for _ in range(200)]
+    train = [synth.kokoro_styles(k("a short test", rng, dev=False)[1]) for _ in range(200)]
     accented = sum(v[0] in synth.KOKORO_ACCENTED for v in train)
     assert 40 <= accented <= 80  # KOKORO_ACCENTED_SHARE of 200
     for v in train:
         assert set(v[1:]) <= set(synth.KOKORO_TRAIN)  # a blend's second style is always English
         assert v[0] in synth.KOKORO_TRAIN or v[0] in synth.KOKORO_ACCENTED
-    dev = [_voices(k("a short test", rng, dev=True)[1]) for _ in range(50)]
+    dev = [synth.kokoro_styles(k("a short test", rng, dev=True)[1]) for _ in range(50)]
     assert all(set(v) <= set(synth.KOKORO_DEV) for v in dev)
 
 
@@ -64,7 +65,7 @@ def test_kokoro_blend_mixes_the_two_styles() -> None:
     for _ in range(30):
         _, name = k("a short test", rng, dev=False)
         style = sess.styles[-1]  # (1, 256), every entry alpha * i + (1 - alpha) * j
-        voices = _voices(name)
+        voices = synth.kokoro_styles(name)
         ids = [(synth.KOKORO_VOICES + synth.KOKORO_ACCENTED).index(v) for v in voices]
         if len(voices) == 1:
             assert np.all(style == ids[0])
