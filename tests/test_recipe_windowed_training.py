@@ -12,6 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
 from train import (  # noqa: E402
     ctc_loss_from_logits,
+    limit_conv_gradients,
     memory_logits,
     running_normalize,
     stream_prob_at,
@@ -148,3 +149,26 @@ def test_running_normalize_scales_as_the_engine_does(tiny_layer_model: Path, spe
     torch.testing.assert_close(ours[0, : audio.shape[0]].double(), scaled, atol=2e-4, rtol=0)
     assert ours[0, audio.shape[0] :].abs().max() == 0  # padding stays zero
     assert (ours[0, :8000] - x[0, :8000]).abs().max() > 0.01  # the first windows differ from offline
+
+
+@pytest.mark.parametrize("path", ["full", "memory"])
+def test_frozen_conv_layers_get_no_gradient_and_the_rest_still_train(tmp_path: Path, path: str) -> None:
+    from tiny_models import write_tiny_checkpoint
+
+    model = transformers.Wav2Vec2ForCTC.from_pretrained(write_tiny_checkpoint(tmp_path, family="layer")).train()
+    limit_conv_gradients(model, 2)
+    x, mask = _batch([9000, 6400])
+    asked = []  # transformers' own request for the waveform's gradient shows on the first conv's input
+    conv = model.wav2vec2.feature_extractor.conv_layers
+    conv[0].register_forward_pre_hook(lambda module, inputs: asked.append(inputs[0].requires_grad))
+    labels = torch.tensor([[5, 6, 7, 4, 8], [9, 10, -100, -100, -100]])
+    if path == "full":
+        loss = model(input_values=x, attention_mask=mask, labels=labels).loss
+    else:
+        logits, frame_lengths = memory_logits(model, x, mask, chunk=7, memory=10, right=2)
+        loss = ctc_loss_from_logits(logits, frame_lengths, labels, model.config)
+    loss.backward()
+    assert asked == [False]
+    assert all(p.grad is None for layer in conv[:2] for p in layer.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for layer in conv[2:] for p in layer.parameters())
+    assert model.lm_head.weight.grad.abs().sum() > 0
