@@ -1,11 +1,13 @@
 """Step 5: greedy-CTC WER/CER of an exported model folder on the dev sets.
 
 Sets: ``librivox`` (the 5 real LibriVox clips from pocketsphinx-testdata; dev only, never
-trained on) and any folder holding ``transcripts.tsv`` (``filename<TAB>reference``) plus audio,
-by default the held-out synthetic set ``$XLSR_RECIPE_DIR/eval/synth-dev``. The engine CLI measures
+trained on), ``real-short`` (14 short real commands by other speakers: pocketsphinx-testdata's
+cards and "go forward", alsa-utils' channel names; dev only) and any folder holding
+``transcripts.tsv`` (``filename<TAB>reference``) plus audio, by default the held-out synthetic
+set ``$XLSR_RECIPE_DIR/eval/synth-dev``. The engine CLI measures
 the same folders through the streaming path (windows, running normalisation, LM):
-``xlsr-stream eval $XLSR_RECIPE_DIR/eval/synth-dev`` and, after ``--write-librivox-folder``,
-``xlsr-stream eval $XLSR_RECIPE_DIR/eval/librivox``.
+``xlsr-stream eval $XLSR_RECIPE_DIR/eval/synth-dev`` and, after ``--write-real-folders``,
+``xlsr-stream eval $XLSR_RECIPE_DIR/eval/librivox`` (and ``eval/real-short``).
 
 ``--engine`` runs that whole matrix (each set x greedy / LM x streaming / offline, through
 ``xlsr-stream eval --json`` in parallel processes) and writes the table into the model card
@@ -25,32 +27,36 @@ from pathlib import Path
 from common import cache_dir
 
 
-def librivox_folder() -> Path:
-    """The LibriVox dev clips as a transcripts.tsv folder (symlinks), for ``xlsr-stream eval``."""
-    from train import librivox_set
+def real_folders() -> list[Path]:
+    """The real-speech dev sets (``librivox``, ``real-short``) as transcripts.tsv folders of
+    symlinks, for ``xlsr-stream eval``."""
+    from train import librivox_set, real_short_set
 
-    out = cache_dir() / "eval" / "librivox"
-    out.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for path, ref in librivox_set():
-        link = out / Path(path).name
-        if not link.exists():
-            link.symlink_to(path)
-        lines.append(f"{link.name}\t{ref}")
-    (out / "transcripts.tsv").write_text("\n".join(lines) + "\n")
-    return out
+    folders = []
+    for name, rows in {"librivox": librivox_set(), "real-short": real_short_set()}.items():
+        out = cache_dir() / "eval" / name
+        out.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for path, ref in rows:
+            link = out / Path(path).name
+            if not link.exists():
+                link.symlink_to(path)
+            lines.append(f"{link.name}\t{ref}")
+        (out / "transcripts.tsv").write_text("\n".join(lines) + "\n")
+        folders.append(out)
+    return folders
 
 
 def evaluate_model_dir(model_dir: Path, folders: list[Path] | None = None, limit: int = 0,
                        show: int = 0) -> dict[str, dict]:
     import torch
-    from train import evaluate_sets, folder_set, librivox_set
+    from train import evaluate_sets, folder_set, librivox_set, real_short_set
     from transformers import Wav2Vec2ForCTC
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = Wav2Vec2ForCTC.from_pretrained(str(model_dir))
     model.eval()
-    sets = {"librivox": librivox_set()}
+    sets = {"librivox": librivox_set(), "real-short": real_short_set()}
     for f in folders if folders is not None else [cache_dir() / "eval" / "synth-dev"]:
         sets[f.name] = folder_set(f, limit)
     return evaluate_sets(model, {k: v for k, v in sets.items() if v})
@@ -109,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", type=Path, nargs="*", default=None,
                     help="folders with transcripts.tsv (default: $XLSR_RECIPE_DIR/eval/synth-dev)")
     ap.add_argument("--limit", type=int, default=0, help="at most N utterances per folder (0: all)")
-    ap.add_argument("--write-librivox-folder", action="store_true",
-                    help="also write $XLSR_RECIPE_DIR/eval/librivox (for `xlsr-stream eval`) and exit")
+    ap.add_argument("--write-real-folders", action="store_true",
+                    help="write $XLSR_RECIPE_DIR/eval/librivox and eval/real-short (for `xlsr-stream eval`) and exit")
     ap.add_argument("--engine", action="store_true",
                     help="greedy/LM x streaming/offline through `xlsr-stream eval`, written into the model card")
     ap.add_argument("--jobs", type=int, default=2, help="parallel `xlsr-stream eval` runs (--engine)")
     args = ap.parse_args(argv)
     if args.engine:
-        folders = [librivox_folder(), *(args.sets or [cache_dir() / "eval" / "synth-dev"])]
+        folders = [*real_folders(), *(args.sets or [cache_dir() / "eval" / "synth-dev"])]
         rows = engine_matrix(args.model, folders, args.jobs)
         attrs_path = args.model / "language_model" / "attrs.json"
         attrs = json.loads(attrs_path.read_text()) if attrs_path.exists() else {}
@@ -130,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         write_card_section(args.model, rows, note)
         print(json.dumps(rows))
         return 0
-    if args.write_librivox_folder:
-        print(librivox_folder())
+    if args.write_real_folders:
+        print(*real_folders(), sep="\n")
         return 0
     res = evaluate_model_dir(args.model, args.sets, args.limit)
     for name, r in res.items():

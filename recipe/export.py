@@ -124,6 +124,8 @@ resume training and re-export.
 
 * **librivox**: the 5 real LibriVox clips shipped in pocketsphinx-testdata (dev only, never trained on).
   pocketsphinx's own result on them is about 28% WER.
+* **real-short**: 14 short real commands by other speakers (pocketsphinx-testdata's card-game clips and
+  "go forward ten meters", alsa-utils' spoken channel names); dev only.
 * **synth-dev**: 300 held-out sentences: 160 by held-out Kokoro styles and blends, 40 by the held-out
   Festival ked voice, and 40 piper / 40 flite / 20 espeak-ng utterances (training voices, unseen
   sentences). The in-training evaluations in `logs/eval.jsonl` use its first 150 (Kokoro only).

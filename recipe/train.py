@@ -41,6 +41,7 @@ from augment import AugmentConfig, augment
 from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, normalize_text, shards_dir
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")  # alsa-utils
 
 
 @dataclass(frozen=True)
@@ -204,16 +205,34 @@ class Loader:
 
 
 # ---------------------------------------------------------------- evaluation
-def librivox_set() -> list[tuple[str, str]]:
-    trans = LIBRIVOX_DIR / "transcription"
+def sphinx_transcription(folder: Path, name: str) -> list[tuple[str, str]]:
+    """(wav path, normalised text) from a CMU Sphinx ``<s> text </s> (file id)`` transcription."""
+    trans = folder / name
     if not trans.exists():
         return []
     out = []
     for line in trans.read_text().splitlines():
         text, _, fid = line.rpartition("(")
         text = text.replace("<s>", "").replace("</s>", "").strip()
-        out.append((str(LIBRIVOX_DIR / (fid.strip(" )") + ".wav")), normalize_text(text)))
+        out.append((str(folder / (fid.strip(" )") + ".wav")), normalize_text(text)))
     return out
+
+
+def librivox_set() -> list[tuple[str, str]]:
+    return sphinx_transcription(LIBRIVOX_DIR, "transcription")
+
+
+def real_short_set() -> list[tuple[str, str]]:
+    """Short real recordings by other speakers than LibriVox's, with known words (dev only): the
+    card-game commands of pocketsphinx-testdata, its "go forward ten meters" and alsa-utils'
+    spoken channel names (48 kHz)."""
+    rows = sphinx_transcription(LIBRIVOX_DIR.parent / "cards", "cards.transcription")
+    goforward = Path(__file__).resolve().parent.parent / "samples" / "goforward.wav"
+    if goforward.exists():
+        rows.append((str(goforward), "go forward ten meters"))
+    rows += [(str(f), normalize_text(f.stem.replace("_", " "))) for f in sorted(ALSA_SOUNDS.glob("*.wav"))
+             if f.stem != "Noise"]
+    return rows
 
 
 def folder_set(folder: Path, limit: int = 0) -> list[tuple[str, str]]:
@@ -599,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     index = ShardIndex(shards_dir() / "train")
     index.refresh()
     loader = Loader(index, args, state, seed=state["step"] + 17)
-    eval_sets = {"librivox": librivox_set(),
+    eval_sets = {"librivox": librivox_set(), "real-short": real_short_set(),
                  "synth-dev": folder_set(shards_dir().parent / "eval" / "synth-dev", args.dev_limit)}
 
     stream_rng = random.Random(state["step"] + 29)

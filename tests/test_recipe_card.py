@@ -31,3 +31,34 @@ def test_card_without_markers_is_refused(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("# an old card\n")
     with pytest.raises(SystemExit, match="ENGINE_EVAL"):
         write_card_section(tmp_path, _rows(0.5), "note")
+
+
+def test_real_dev_sets_read_sphinx_transcriptions_and_alsa_names(tmp_path: Path, monkeypatch) -> None:
+    import evaluate
+    import train
+
+    sphinx = tmp_path / "sphinx"
+    (sphinx / "librivox").mkdir(parents=True)
+    (sphinx / "librivox" / "transcription").write_text("<s> He was NOT an ill-disposed man </s> (clip-0870)\n")
+    (sphinx / "cards").mkdir()
+    (sphinx / "cards" / "cards.transcription").write_text("<s> ten of clubs  </s> (001)\n<s> five five </s> (004)\n")
+    alsa = tmp_path / "alsa"
+    alsa.mkdir()
+    for name in ["Front_Left", "Noise", "Side_Right"]:
+        (alsa / f"{name}.wav").write_bytes(b"")
+    monkeypatch.setattr(train, "LIBRIVOX_DIR", sphinx / "librivox")
+    monkeypatch.setattr(train, "ALSA_SOUNDS", alsa)
+    monkeypatch.setenv("XLSR_RECIPE_DIR", str(tmp_path / "cache"))
+
+    assert train.librivox_set() == [(str(sphinx / "librivox" / "clip-0870.wav"), "he was not an ill disposed man")]
+    short = train.real_short_set()
+    assert short[:2] == [(str(sphinx / "cards" / "001.wav"), "ten of clubs"),
+                         (str(sphinx / "cards" / "004.wav"), "five five")]
+    assert short[2][1] == "go forward ten meters" and Path(short[2][0]).exists()  # the repo's sample
+    assert short[3:] == [(str(alsa / "Front_Left.wav"), "front left"), (str(alsa / "Side_Right.wav"), "side right")]
+
+    folders = evaluate.real_folders()
+    assert [f.name for f in folders] == ["librivox", "real-short"]
+    lines = (folders[1] / "transcripts.tsv").read_text().splitlines()
+    assert lines[0] == "001.wav\tten of clubs" and len(lines) == 5
+    assert (folders[1] / "Front_Left.wav").resolve() == (alsa / "Front_Left.wav").resolve()
