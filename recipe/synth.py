@@ -62,7 +62,7 @@ FESTIVAL_DEV = ["ked_diphone"]
 ESPEAK_VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan"]
 ESPEAK_VARIANTS = ["", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4"]
 
-DEFAULT_WEIGHTS = "kokoro:4,piper:2,flite:1,festival:1,espeak:0.25"
+DEFAULT_WEIGHTS = "kokoro:8,piper:2,flite:1,festival:1,espeak:0.25"
 UTTS_PER_SHARD = 100
 
 
