@@ -62,3 +62,27 @@ def test_real_dev_sets_read_sphinx_transcriptions_and_alsa_names(tmp_path: Path,
     lines = (folders[1] / "transcripts.tsv").read_text().splitlines()
     assert lines[0] == "001.wav\tten of clubs" and len(lines) == 5
     assert (folders[1] / "Front_Left.wav").resolve() == (alsa / "Front_Left.wav").resolve()
+
+
+def test_perturbed_real_sets_score_every_clip_in_every_version(tmp_path: Path, monkeypatch) -> None:
+    import evaluate
+    import numpy as np
+    import soundfile as sf
+    import train
+    from common import VOCAB
+    from tiny_models import write_tiny_checkpoint
+
+    clip = tmp_path / "clip.wav"
+    t = np.arange(32000) / 16000
+    sf.write(clip, (0.5 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2).astype(np.float32), 16000)
+    original = evaluate.perturbed(str(clip), [])
+    assert len(original) == 32000
+    assert abs(len(evaluate.perturbed(str(clip), ["tempo", "0.9"])) - 32000 / 0.9) < 400  # slower: longer
+    assert abs(np.abs(evaluate.perturbed(str(clip), ["gain", "-n", "-12"])).max() - 10 ** (-12 / 20)) < 0.01
+
+    monkeypatch.setattr(train, "librivox_set", lambda: [(str(clip), "a b")])
+    monkeypatch.setattr(train, "real_short_set", lambda: [(str(clip), "c"), (str(clip), "d e")])
+    model = write_tiny_checkpoint(tmp_path / "m", family="layer", vocab=dict(VOCAB))
+    res = evaluate.evaluate_perturbed(model)
+    n = len(evaluate.PERTURBATIONS)
+    assert {k: v["n"] for k, v in res.items()} == {"librivox": n, "real-short": 2 * n}
