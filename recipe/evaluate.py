@@ -30,10 +30,10 @@ from common import cache_dir
 def real_folders() -> list[Path]:
     """The real-speech dev sets (``librivox``, ``real-short``) as transcripts.tsv folders of
     symlinks, for ``xlsr-stream eval``."""
-    from train import librivox_set, real_short_set
+    from train import real_sets
 
     folders = []
-    for name, rows in {"librivox": librivox_set(), "real-short": real_short_set()}.items():
+    for name, rows in real_sets().items():
         out = cache_dir() / "eval" / name
         out.mkdir(parents=True, exist_ok=True)
         lines = []
@@ -50,13 +50,13 @@ def real_folders() -> list[Path]:
 def evaluate_model_dir(model_dir: Path, folders: list[Path] | None = None, limit: int = 0,
                        show: int = 0) -> dict[str, dict]:
     import torch
-    from train import evaluate_sets, folder_set, librivox_set, real_short_set
+    from train import evaluate_sets, folder_set, real_sets
     from transformers import Wav2Vec2ForCTC
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = Wav2Vec2ForCTC.from_pretrained(str(model_dir))
     model.eval()
-    sets = {"librivox": librivox_set(), "real-short": real_short_set()}
+    sets = real_sets()
     for f in folders if folders is not None else [cache_dir() / "eval" / "synth-dev"]:
         sets[f.name] = folder_set(f, limit)
     return evaluate_sets(model, {k: v for k, v in sets.items() if v})
@@ -84,13 +84,13 @@ def evaluate_perturbed(model_dir: Path) -> dict[str, dict]:
     """Greedy WER/CER of the real dev sets over every clip x ``PERTURBATIONS``."""
     import jiwer
     import torch
-    from train import librivox_set, real_short_set, transcribe
+    from train import real_sets, transcribe
     from transformers import Wav2Vec2ForCTC
 
     model = Wav2Vec2ForCTC.from_pretrained(str(model_dir)).eval()
     res = {}
     with torch.no_grad():
-        for name, rows in {"librivox": librivox_set(), "real-short": real_short_set()}.items():
+        for name, rows in real_sets().items():
             refs = [ref for _ in PERTURBATIONS for _, ref in rows]
             hyps = [transcribe(model, perturbed(path, effects)) for effects in PERTURBATIONS for path, _ in rows]
             if refs:

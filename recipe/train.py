@@ -235,6 +235,11 @@ def real_short_set() -> list[tuple[str, str]]:
     return rows
 
 
+def real_sets() -> dict[str, list[tuple[str, str]]]:
+    """The real-speech dev sets by name: scored, never trained on."""
+    return {"librivox": librivox_set(), "real-short": real_short_set()}
+
+
 def folder_set(folder: Path, limit: int = 0) -> list[tuple[str, str]]:
     tsv = folder / "transcripts.tsv"
     if not tsv.exists():
@@ -618,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     index = ShardIndex(shards_dir() / "train")
     index.refresh()
     loader = Loader(index, args, state, seed=state["step"] + 17)
-    eval_sets = {"librivox": librivox_set(), "real-short": real_short_set(),
+    eval_sets = {**real_sets(),
                  "synth-dev": folder_set(shards_dir().parent / "eval" / "synth-dev", args.dev_limit)}
 
     stream_rng = random.Random(state["step"] + 29)
