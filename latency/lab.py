@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="vosk works against any vosk-server; native is ours (/v1/stream)")
     target.add_argument("--open-timeout", type=float, default=_CLIENT.open_timeout_s, metavar="S",
                         help="connect + handshake limit per stream")
+    target.add_argument("--metrics", action="append", default=None, metavar="URL",
+                        help="a replica's /metrics (repeat for each) when --server is a load balancer; "
+                        "default: the server's own")
     target.add_argument("--final-timeout", type=float, default=_CLIENT.final_timeout_s, metavar="S",
                         help="how long after the audio a stream may wait for its final result")
 
@@ -185,10 +188,10 @@ async def _preflight(config: ClientConfig) -> None:
         ) from exc
 
 
-async def _wait_for_idle_server(config: ClientConfig, audio_s: float, echo: bool) -> None:
+async def _wait_for_idle_server(metrics: Sequence[str], audio_s: float, echo: bool) -> None:
     """Let the server finish the last level's streams: left open, they would take the next level's slots."""
     timeout = 60.0 + 2 * audio_s
-    still_open = await wait_until_idle(config.url, timeout_s=timeout)
+    still_open = await wait_until_idle(metrics, timeout_s=timeout)
     if still_open and echo:
         print(f"  the server still has {still_open} streams open after {timeout:.0f} s; starting the next level",
               file=sys.stderr, flush=True)
@@ -204,8 +207,13 @@ async def run_sweep(
     rtf: bool,
     settle_s: float,
     echo: bool = True,
+    metrics: Sequence[str] = (),
 ) -> None:
-    """Run levels (fixed list or search), appending to ``report.levels``."""
+    """Run levels (fixed list or search), appending to ``report.levels``.
+
+    ``metrics``: the /metrics endpoints to read (every replica behind a balancer); default the server's own.
+    """
+    metrics = list(metrics) or [config.url]
     await _preflight(config)
     fixed = list(levels or [])
     while True:
@@ -216,12 +224,12 @@ async def run_sweep(
         if level is None:
             break
         if report.levels:
-            await _wait_for_idle_server(config, len(samples) / config.sample_rate, echo)
+            await _wait_for_idle_server(metrics, len(samples) / config.sample_rate, echo)
             await asyncio.sleep(settle_s)
         started = time.monotonic()
-        before = await scrape(config.url)
+        before = await scrape(metrics)
         traces = await run_level(config, samples, level)
-        compute = compute_rtf(before, await scrape(config.url))
+        compute = compute_rtf(before, await scrape(metrics))
         level_rtf = await flat_out_rtf(config, samples, level) if rtf else None
         summary = summarize_level(level, traces, report.reference, report.speech_end, rtf=level_rtf,
                                   compute_rtf=compute)
@@ -255,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             open_timeout_s=args.open_timeout, final_timeout_s=args.final_timeout,
         )
         stream_url(config.url, config.protocol)  # validates the URL
+        for url in args.metrics or ():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"--metrics takes an http(s):// URL of a replica's /metrics, got {url!r}")
         levels = _levels(args.concurrency) if args.concurrency else None
         search = None if levels else CapacitySearch(
             start=args.start, maximum=args.max_concurrency, bisect=not args.no_bisect
@@ -278,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: {audio_seconds:.1f} s of audio, {len(words)} reference words, "
               f"server {report.server}", file=sys.stderr, flush=True)
         asyncio.run(run_sweep(report, config, samples, levels=levels, search=search,
-                              rtf=not args.no_rtf, settle_s=args.settle))
+                              rtf=not args.no_rtf, settle_s=args.settle, metrics=args.metrics or ()))
     except ConnectionError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

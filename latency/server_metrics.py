@@ -10,6 +10,9 @@ counters; against another vosk server the scrape fails and the figure is None.
 Between levels the lab also waits here until the server has closed every
 stream of the last one (``wait_until_idle``), so that a level the server could
 not keep up with does not leave streams behind that fill the next level's slots.
+
+Behind a load balancer one /metrics request reaches one replica, so both take a
+list of endpoints (``--metrics``, one per replica) and sum over them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -45,14 +48,18 @@ class ComputeCounters:
 
 
 def metrics_url(url: str) -> str:
-    """The /metrics endpoint of the server a stream URL points at.
+    """The /metrics endpoint of the server a stream URL points at; an http(s) URL is one already.
 
     >>> metrics_url("ws://127.0.0.1:2700/v1/stream")
     'http://127.0.0.1:2700/metrics'
     >>> metrics_url("wss://asr.example:443")
     'https://asr.example:443/metrics'
+    >>> metrics_url("http://10.0.0.7:2700/metrics")
+    'http://10.0.0.7:2700/metrics'
     """
     scheme, _, rest = url.partition("://")
+    if scheme in ("http", "https"):
+        return url
     host = rest.split("/", 1)[0]
     return f"{'https' if scheme == 'wss' else 'http'}://{host}/metrics"
 
@@ -113,13 +120,27 @@ def _samples(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-async def scrape(url: str, *, timeout_s: float = 5.0) -> ComputeCounters | None:
-    """Read the counters of the server behind ``url``; None when it has no such endpoint."""
+def _endpoints(urls: str | Sequence[str]) -> list[str]:
+    return [urls] if isinstance(urls, str) else list(urls)
+
+
+async def _scrape_one(url: str, timeout_s: float) -> ComputeCounters | None:
     text = await _metrics_text(url, timeout_s)
     try:
         return None if text is None else parse_counters(text)
     except ValueError:
         return None
+
+
+async def scrape(urls: str | Sequence[str], *, timeout_s: float = 5.0) -> ComputeCounters | None:
+    """The counters of the server(s) behind ``urls``, summed; None when one has no such endpoint."""
+    counters = await asyncio.gather(*(_scrape_one(url, timeout_s) for url in _endpoints(urls)))
+    if not counters or any(c is None for c in counters):
+        return None
+    return ComputeCounters(
+        sum(c.forward_s for c in counters if c), sum(c.decode_s for c in counters if c),
+        sum(c.audio_s for c in counters if c),
+    )
 
 
 def open_streams(text: str) -> int | None:
@@ -132,16 +153,21 @@ def open_streams(text: str) -> int | None:
     return None if total is None else round(total)
 
 
-async def wait_until_idle(url: str, *, timeout_s: float, poll_s: float = 0.5) -> int | None:
-    """Wait until the server behind ``url`` has no stream open, at most ``timeout_s``.
+async def _open_streams_of(url: str) -> int | None:
+    text = await _metrics_text(url, timeout_s=5.0)
+    return None if text is None else open_streams(text)
 
-    Returns the streams still open (0: idle), or None for a server without our /metrics.
+
+async def wait_until_idle(urls: str | Sequence[str], *, timeout_s: float, poll_s: float = 0.5) -> int | None:
+    """Wait until the server(s) behind ``urls`` have no stream open, at most ``timeout_s``.
+
+    Returns the streams still open (0: idle), or None when one has no /metrics of ours.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        text = await _metrics_text(url, timeout_s=5.0)
-        count = None if text is None else open_streams(text)
+        counts = await asyncio.gather(*(_open_streams_of(url) for url in _endpoints(urls)))
+        count = None if not counts or any(c is None for c in counts) else sum(c for c in counts if c)
         if not count or loop.time() >= deadline:
             return count
         await asyncio.sleep(poll_s)

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   sox                  # audio conversions in tests and the recipe
   pocketsphinx-testdata  # real LibriVox clips: the real-speech dev set
   build-essential cmake  # kenlm's Python module builds from source
+  haproxy              # the load balancer the replica tests run (deploy/haproxy)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
