@@ -158,12 +158,13 @@ class SpeechServer:
         )
         scheme = "wss" if self._ssl else "ws"
         logger.info(
-            "listening on %s://%s:%d (vosk protocol on %s, native on %s; /healthz /readyz /metrics)",
+            "listening on %s://%s:%d (native protocol on %s, vosk on every other path, %d Hz without config; "
+            "/healthz /readyz /metrics)",
             scheme,
             self.config.host,
             self.port,
-            self.config.vosk_path,
             self.config.native_path,
+            self.config.vosk_sample_rate,
         )
         logger.info(
             "model %s (%d-token vocabulary, %d Hz), LM: %s",
@@ -234,13 +235,6 @@ class SpeechServer:
             body = self.metrics.exposition()
             headers = Headers([("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return Response(200, "OK", headers, body)
-        if path not in (self.config.vosk_path, self.config.native_path):
-            return _text(
-                connection,
-                http.HTTPStatus.NOT_FOUND,
-                f"no such endpoint {path[:100]!r}; WebSocket endpoints: {self.config.vosk_path} (vosk), "
-                f"{self.config.native_path} (native); HTTP: /healthz /readyz /metrics\n",
-            )
         token = self.config.auth_token
         if token is not None:
             given = request.headers.get("Authorization", "")
@@ -279,7 +273,7 @@ class SpeechServer:
         assert ws.request is not None
         path = urlsplit(ws.request.path).path
         session: _Session = (
-            _VoskSession(self, ws) if path == self.config.vosk_path else _NativeSession(self, ws)
+            _NativeSession(self, ws) if path == self.config.native_path else _VoskSession(self, ws)
         )
         self._sessions.add(session)
         self._no_sessions.clear()
@@ -476,7 +470,7 @@ class _VoskSession(_Session):
 
     def __init__(self, server: SpeechServer, ws: ServerConnection) -> None:
         super().__init__(server, ws)
-        self.proto = VoskProtocol()
+        self.proto = VoskProtocol(server.config.vosk_sample_rate)
 
     def proto_receive(self, frame: str | bytes) -> Command:
         return self.proto.receive(frame)

@@ -21,6 +21,7 @@ __all__ = ["build_parser", "main"]
 
 _DEFAULTS = ServerConfig()
 TOKEN_ENV = "XLSR_STREAM_AUTH_TOKEN"
+SAMPLE_RATE_ENV = "VOSK_SAMPLE_RATE"  # vosk-server's own variable, so its deployments keep their setting
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="xlsr-stream serve",
-        description="WebSocket speech recognition server: vosk-compatible protocol on "
-        f"{_DEFAULTS.vosk_path}, native protocol on {_DEFAULTS.native_path} (docs/PROTOCOL.md), "
+        description="WebSocket speech recognition server: native protocol on "
+        f"{_DEFAULTS.native_path}, vosk-server's protocol on every other path (docs/PROTOCOL.md), "
         "/healthz /readyz /metrics over HTTP on the same port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -45,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"require 'Authorization: Bearer TOKEN' on upgrades (or set ${TOKEN_ENV}, "
         "which keeps it out of ps)",
+    )
+
+    vosk = parser.add_argument_group("vosk protocol")
+    vosk.add_argument(
+        "--vosk-sample-rate",
+        type=int,
+        default=None,
+        help=f"Hz of vosk streams that send no sample_rate in a config (default: ${SAMPLE_RATE_ENV}, "
+        f"else {_DEFAULTS.vosk_sample_rate}, vosk-server's)",
     )
 
     limits = parser.add_argument_group("limits")
@@ -136,7 +146,24 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         drain_timeout_s=args.drain_timeout,
         decode_threads=args.decode_threads,
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
+        vosk_sample_rate=vosk_sample_rate(args.vosk_sample_rate),
     )
+
+
+def vosk_sample_rate(flag: int | None) -> int:
+    """--vosk-sample-rate, else $VOSK_SAMPLE_RATE (vosk-server reads it as a float), else 8000."""
+    if flag is not None:
+        return flag
+    env = os.environ.get(SAMPLE_RATE_ENV, "").strip()
+    if not env:
+        return _DEFAULTS.vosk_sample_rate
+    try:
+        rate = float(env)
+    except ValueError:
+        raise ValueError(f"${SAMPLE_RATE_ENV} must be a number of Hz, got {env[:40]!r}") from None
+    if not rate.is_integer():
+        raise ValueError(f"${SAMPLE_RATE_ENV} must be a whole number of Hz, got {env[:40]!r}")
+    return int(rate)
 
 
 def ssl_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:

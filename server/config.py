@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ServerConfig"]
+from streaming.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+__all__ = ["HTTP_PATHS", "ServerConfig"]
+
+HTTP_PATHS = ("/healthz", "/readyz", "/metrics")  # plain HTTP routes; every other path but native_path is vosk
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -57,8 +61,12 @@ class ServerConfig:
     # stream's decode overlap another's on a 2-core machine.
     decode_threads: int = 2
     auth_token: str | None = None  # when set, WebSocket upgrades need "Authorization: Bearer <token>"
-    vosk_path: str = "/"  # vosk clients connect to the root
+    # vosk-server answers on every path (its Node sample uses /asr/en/), so every
+    # path but this one and the HTTP routes speaks vosk.
     native_path: str = "/v1/stream"  # versioned: a v2 protocol would get its own path
+    # The rate of vosk streams that send no config: vosk-server's default (its
+    # VOSK_SAMPLE_RATE), which its Go, Node, C# and browser samples rely on at 8 kHz.
+    vosk_sample_rate: int = 8000
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -74,9 +82,10 @@ class ServerConfig:
         _check_range("decode_threads", self.decode_threads, 1, 64)
         if self.auth_token is not None and not self.auth_token.strip():
             raise ValueError("auth_token must be a non-empty string or None")
-        for name in ("vosk_path", "native_path"):
-            path = getattr(self, name)
-            if not path.startswith("/"):
-                raise ValueError(f"{name} must start with '/', got {path!r}")
-        if self.vosk_path == self.native_path:
-            raise ValueError(f"vosk_path and native_path must differ, both are {self.vosk_path!r}")
+        if not self.native_path.startswith("/"):
+            raise ValueError(f"native_path must start with '/', got {self.native_path!r}")
+        if self.native_path in HTTP_PATHS:
+            raise ValueError(f"native_path must not be one of the HTTP routes {HTTP_PATHS}, got {self.native_path!r}")
+        _check_range("vosk_sample_rate", self.vosk_sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+        if not float(self.vosk_sample_rate).is_integer():
+            raise ValueError(f"vosk_sample_rate must be a whole number of Hz, got {self.vosk_sample_rate}")

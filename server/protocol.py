@@ -10,6 +10,7 @@ moves frames and runs commands.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class StreamOptions:
     hotwords: tuple[str, ...] = ()
     words: bool = True  # vosk-server also sends word lists unless told otherwise
     partials: bool = True
-    max_alternatives: int = 0  # vosk: 0 = plain result; >0 = "alternatives" list (we have one)
+    max_alternatives: int = 0  # vosk: 0 = plain result; >0 = "alternatives" n-best list
 
     def __post_init__(self) -> None:
         validate_sample_rate(self.sample_rate)
@@ -198,14 +199,36 @@ def field_bool(where: str, value: Any) -> bool:
     raise SessionError(ErrorCode.BAD_MESSAGE, f"{where} must be true/false or 0/1, got {_show(value)}")
 
 
-def field_int(where: str, value: Any, low: int, high: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer()))
-    ):
+def vosk_sample_rate(where: str, value: Any) -> int:
+    """What vosk-server's ``float(sample_rate)`` takes: a number or a numeric string.
+
+    >>> vosk_sample_rate("config.sample_rate", " 8000 ")
+    8000
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise SessionError(
+                ErrorCode.BAD_AUDIO, f"{where} must be a number of Hz, got {_show(value)}"
+            ) from None
+    return field_sample_rate(where, value)
+
+
+def vosk_int(where: str, value: Any, low: int, high: int) -> int:
+    """What vosk-server's ``int(value)`` takes (a number, truncated, or an integer string), in range.
+
+    >>> vosk_int("config.max_alternatives", "20", 0, 100)
+    20
+    """
+    number: int | None = None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        number = int(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = int(value)
+    if number is None:
         raise SessionError(ErrorCode.BAD_MESSAGE, f"{where} must be a whole number, got {_show(value)}")
-    number = int(value)
     if not low <= number <= high:
         raise SessionError(ErrorCode.BAD_MESSAGE, f"{where} must be in {low}..{high}, got {number}")
     return number

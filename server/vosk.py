@@ -13,22 +13,31 @@ wait for it before sending the next block), one per reset, and one after eof:
     {"partial": "hello wor"}                               nothing final yet
     {"text": "hello world", "result": [{"word": "hello", "start": 0.48, "end": 0.8, "conf": 0.93}, ...]}
 
-A final is delivered in the reply to the first audio message after its
-endpoint.  If several finals are waiting when a reply is due (an eof or a
-reset right after an endpoint), they are merged into one result, because a
-vosk client reads exactly one message there.
+A final is delivered in the reply to the audio message whose decoding made
+it (its endpoint fired there).  If several finals are waiting when a reply is
+due, they are merged into one result, because a vosk client reads exactly one
+message there.
 
-Our default sample rate is 16000 (the model's rate); vosk-server's is 8000,
-so vosk clients that send 8 kHz audio must say so in ``config`` (they all do).
+As lenient as vosk-server (``asr_server.py``): a stream without config is
+decoded at the server-wide vosk rate (``ServerConfig.vosk_sample_rate``, 8000
+as in vosk-server); ``sample_rate`` may be a numeric string, ``words`` any
+JSON value (its truthiness), ``max_alternatives`` anything ``int()`` takes; a
+second config is merged into the first; a config after audio is ignored with
+a warning (vosk-server's recognizer already exists then); an odd byte at the
+end of a block is kept for the next block.  What vosk-server itself rejects
+(a non-numeric rate, a phrase list that is not a list of strings) stays a
+typed error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from streaming.events import Final, Partial, Word
 
+from .config import ServerConfig
 from .errors import ErrorCode, SessionError
 from .protocol import (
     MAX_ALTERNATIVES,
@@ -41,12 +50,11 @@ from .protocol import (
     TimedEvent,
     decode_pcm,
     dumps,
-    field_bool,
-    field_int,
     field_object,
     field_phrases,
-    field_sample_rate,
     parse_json_object,
+    vosk_int,
+    vosk_sample_rate,
     word_json,
 )
 
@@ -58,13 +66,17 @@ _CONTROL_KEYS = ("config", "eof", "reset")
 
 
 class VoskProtocol:
-    """State of one vosk session's wire protocol (not of its recognition)."""
+    """State of one vosk session's wire protocol (not of its recognition).
 
-    def __init__(self) -> None:
-        self.options = StreamOptions()
-        self._configured = False  # a config message was received
+    ``default_sample_rate``: the rate of a stream whose config does not say
+    (vosk-server's ``VOSK_SAMPLE_RATE``, 8000 there).
+    """
+
+    def __init__(self, default_sample_rate: int = ServerConfig.vosk_sample_rate) -> None:
+        self.options = StreamOptions(sample_rate=default_sample_rate)
         self._audio_started = False  # audio, reset or eof seen: options are fixed
         self._finished = False
+        self._spare = b""  # the odd byte of the last block: the first half of a sample
         self._partial = ""  # latest partial text of the open segment
         self._partial_segment = -1
         self._finals: list[Final] = []
@@ -72,12 +84,18 @@ class VoskProtocol:
     # ---- frames in -> commands out ----
 
     def receive(self, frame: str | bytes) -> Command:
-        """Parse one frame; raises SessionError for anything a vosk client would not send."""
+        """Parse one frame; raises SessionError for anything vosk-server refuses too.
+
+        A config after audio changes nothing: its Configure carries the options in force.
+        """
         if self._finished:
             raise SessionError(ErrorCode.BAD_MESSAGE, "message after eof; the stream has ended")
         if isinstance(frame, (bytes, bytearray, memoryview)):
             self._audio_started = True
-            return AudioIn(decode_pcm(bytes(frame), "int16"))
+            data = self._spare + bytes(frame)
+            cut = len(data) - len(data) % 2
+            self._spare = data[cut:]
+            return AudioIn(decode_pcm(data[:cut], "int16"))
         message = parse_json_object(frame)
         keys = [key for key in message if key in _CONTROL_KEYS]
         if len(keys) != 1:
@@ -88,12 +106,17 @@ class VoskProtocol:
             )
         key = keys[0]
         if key == "config":
+            config = field_object("config", message["config"])
             if self._audio_started:
-                raise SessionError(ErrorCode.BAD_MESSAGE, "config must come before the first audio message")
-            if self._configured:
-                raise SessionError(ErrorCode.BAD_MESSAGE, "config was already received for this stream")
-            self.options = self._parse_config(field_object("config", message["config"]))
-            self._configured = True
+                # vosk-server parses it (a bad value still ends the stream) but its
+                # recognizer already exists, so it changes nothing.
+                self._parse_config(config, self.options)
+                logger.warning(
+                    "vosk config after audio ignored (keys: %s); send config before the first audio",
+                    ", ".join(sorted(k[:40] for k in config)[:8]) or "none",
+                )
+                return Configure(self.options)
+            self.options = self._parse_config(config, self.options)
             return Configure(self.options)
         if not _truthy(message[key]):
             raise SessionError(ErrorCode.BAD_MESSAGE, f"{key} must be 1 or true, got {message[key]!r}"[:200])
@@ -101,35 +124,30 @@ class VoskProtocol:
         if key == "reset":
             return Reset()
         self._finished = True
+        if self._spare:
+            logger.debug("vosk stream ended with half a sample (1 byte); dropped")
         return Finish()
 
     @staticmethod
-    def _parse_config(config: dict[str, Any]) -> StreamOptions:
-        sample_rate = 16_000
-        words = True
-        max_alternatives = 0
-        hotwords: tuple[str, ...] = ()
+    def _parse_config(config: dict[str, Any], base: StreamOptions) -> StreamOptions:
+        """``base`` with the keys of ``config`` applied (a second config merges into the first)."""
+        changes: dict[str, Any] = {}
         for key, value in config.items():
             if key == "sample_rate":
-                sample_rate = field_sample_rate("config.sample_rate", value)
+                changes["sample_rate"] = vosk_sample_rate("config.sample_rate", value)
             elif key == "words":
-                words = field_bool("config.words", value)
+                changes["words"] = bool(value)  # vosk-server: bool(words)
             elif key == "max_alternatives":
-                max_alternatives = field_int("config.max_alternatives", value, 0, MAX_ALTERNATIVES)
+                changes["max_alternatives"] = vosk_int("config.max_alternatives", value, 0, MAX_ALTERNATIVES)
             elif key == "phrase_list":
                 # vosk restricts decoding to the phrases; we boost them instead.
                 phrases = field_phrases("config.phrase_list", value)
-                hotwords = tuple(p for p in phrases if p.lower() != "[unk]")
+                changes["hotwords"] = tuple(p for p in phrases if p.lower() != "[unk]")
             else:
                 # vosk-server grew per-connection keys ("model", ...); ignoring the
                 # ones we do not serve keeps those clients working.
                 logger.debug("ignoring unknown vosk config key %r", key[:40])
-        return StreamOptions(
-            sample_rate=sample_rate,
-            words=words,
-            max_alternatives=max_alternatives,
-            hotwords=hotwords,
-        )
+        return dataclasses.replace(base, **changes)
 
     # ---- events in -> replies out ----
 

@@ -1,0 +1,202 @@
+"""vosk-server's own sample clients, in the shapes they send, against a real server on port 0.
+
+Shapes come from vosk-server's ``websocket/`` and ``client-samples/`` clients: audio
+with no config at 8 kHz (its Go, Node, C# and browser samples), the Node sample's
+``/asr/en/`` path, numbers as strings, a repeated config, 20 ms frames pushed
+without waiting for replies, ``max_alternatives: 20`` (test_alternatives.py) and
+the digits phrase list of test_words.py.
+
+Protocol-shape tests use the tiny random model (garbage but deterministic text,
+compared with an in-process ``Recognizer`` fed the same blocks); the n-best and
+grammar tests use the shipped model on real (espeak-ng) speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+from test_server import joined, reference, run, running
+from websockets.asyncio.client import connect
+
+from server.cli import build_parser, config_from_args
+from streaming.audio import StreamResampler
+from streaming.events import Final
+from streaming.recognizer import Engine
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_layer_model: Any) -> Engine:
+    from test_server import _engine
+
+    return _engine(tiny_layer_model)
+
+
+@pytest.fixture(scope="module")
+def pcm16k(speech: tuple[np.ndarray, int]) -> np.ndarray:
+    audio, rate = speech
+    assert rate == 16_000
+    return (np.clip(audio[: 3 * rate], -1, 1) * 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def pcm8k(pcm16k: np.ndarray) -> np.ndarray:
+    resampler = StreamResampler(16_000, 8000)
+    audio = pcm16k.astype(np.float32) / 32768
+    down = np.concatenate([resampler.process(audio), resampler.flush()])
+    return (np.clip(down, -1, 1) * 32767).astype(np.int16)
+
+
+async def session(
+    port: int,
+    frames: list[str | bytes],
+    *,
+    path: str = "/",
+    wait: bool = True,
+) -> list[dict[str, Any]]:
+    """Send ``frames`` then eof; with ``wait`` each reply is read before the next send
+    (vosk's Python samples), without it everything is pushed first (its Go/Node samples)."""
+    async with connect(f"ws://127.0.0.1:{port}{path}") as ws:
+        replies: list[dict[str, Any]] = []
+        expected = 0
+        for frame in [*frames, '{"eof" : 1}']:
+            await ws.send(frame)
+            if isinstance(frame, bytes) or "config" not in frame:
+                expected += 1
+                if wait:
+                    replies.append(json.loads(await ws.recv()))
+        while len(replies) < expected:
+            replies.append(json.loads(await ws.recv()))
+        return replies
+
+
+def texts(replies: list[dict[str, Any]]) -> str:
+    return joined([r["text"] for r in replies if "text" in r])
+
+
+def pcm_blocks(audio: np.ndarray, size: int) -> list[bytes]:
+    return [audio[i : i + size].astype("<i2").tobytes() for i in range(0, len(audio), size)]
+
+
+def finals_text(finals: list[Final]) -> str:
+    return joined([f.text for f in finals])
+
+
+def test_no_config_is_decoded_at_the_vosk_rate(engine: Engine, pcm8k: np.ndarray) -> None:
+    """vosk's Go/Node/C# samples send 8 kHz audio and no config: 8000 Hz, as vosk-server assumes."""
+    block = 1600  # 0.2 s at 8 kHz
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with running(engine) as server:
+            default = await session(server.port, pcm_blocks(pcm8k, block))
+        async with running(engine, vosk_sample_rate=16_000) as server:
+            as16k = await session(server.port, pcm_blocks(pcm8k, block))
+        return default, as16k
+
+    default, as16k = run(scenario())
+    assert texts(default) == finals_text(reference(engine, pcm8k, 8000, block=block))
+    assert texts(as16k) == finals_text(reference(engine, pcm8k, 16_000, block=block))
+    assert texts(default) != texts(as16k)  # the rate really changes what is decoded
+
+
+def test_vosk_sample_rate_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parse = build_parser().parse_args
+    monkeypatch.delenv("VOSK_SAMPLE_RATE", raising=False)
+    assert config_from_args(parse([])).vosk_sample_rate == 8000
+    monkeypatch.setenv("VOSK_SAMPLE_RATE", "16000.0")  # vosk-server reads it with float()
+    assert config_from_args(parse([])).vosk_sample_rate == 16_000
+    assert config_from_args(parse(["--vosk-sample-rate", "44100"])).vosk_sample_rate == 44_100
+    monkeypatch.setenv("VOSK_SAMPLE_RATE", "8k")
+    with pytest.raises(ValueError, match=r"\$VOSK_SAMPLE_RATE must be a number of Hz, got '8k'"):
+        config_from_args(parse([]))
+    with pytest.raises(ValueError, match="vosk_sample_rate must be in 4000..384000, got 100"):
+        config_from_args(parse(["--vosk-sample-rate", "100"]))
+
+
+def test_every_other_path_speaks_vosk(engine: Engine, pcm16k: np.ndarray) -> None:
+    """vosk-server answers on any path; its Node sample connects to /asr/en/."""
+    config = '{"config": {"sample_rate": 16000}}'
+    frames: list[str | bytes] = [config, *pcm_blocks(pcm16k, 4000)]
+
+    async def scenario() -> list[list[dict[str, Any]]]:
+        async with running(engine) as server:
+            return [await session(server.port, frames, path=p) for p in ("/", "/asr/en/", "/any/path?x=1")]
+
+    results = run(scenario())
+    expected = finals_text(reference(engine, pcm16k, 16_000, block=4000))
+    assert [texts(r) for r in results] == [expected] * 3
+    assert all(len(r) == len(frames) for r in results)  # one reply per block and one for eof
+
+
+def test_numbers_as_strings_and_a_repeated_config(engine: Engine, pcm16k: np.ndarray) -> None:
+    frames: list[str | bytes] = [
+        '{"config": {"sample_rate": "8000", "words": "1"}}',
+        '{"config": {"sample_rate": "16000.0"}}',  # merged: the rate changes, words stay on
+        *pcm_blocks(pcm16k, 4000),
+    ]
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(engine) as server:
+            return await session(server.port, frames)
+
+    replies = run(scenario())
+    finals = reference(engine, pcm16k, 16_000, block=4000)
+    assert texts(replies) == finals_text(finals)
+    assert [w["word"] for r in replies for w in r.get("result", [])] == [w.text for f in finals for w in f.words]
+
+
+def test_config_after_audio_is_ignored_and_logged(
+    engine: Engine, pcm16k: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocks = pcm_blocks(pcm16k, 4000)
+    frames: list[str | bytes] = [blocks[0], '{"config": {"sample_rate": 44100}}', *blocks[1:]]
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(engine, vosk_sample_rate=16_000) as server:
+            return await session(server.port, frames)
+
+    with caplog.at_level(logging.WARNING, logger="server.vosk"):
+        replies = run(scenario())
+    assert texts(replies) == finals_text(reference(engine, pcm16k, 16_000, block=4000))
+    assert "config after audio ignored" in caplog.text
+
+
+def test_odd_byte_counts_keep_the_spare_byte(engine: Engine, pcm16k: np.ndarray) -> None:
+    data = pcm16k.astype("<i2").tobytes()
+    cuts = list(range(0, len(data), 3001)) + [len(data)]
+    frames: list[str | bytes] = ['{"config": {"sample_rate": 16000}}']
+    frames += [data[a:b] for a, b in zip(cuts, cuts[1:])]
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(engine) as server:
+            return await session(server.port, frames)
+
+    replies = run(scenario())
+    # In process: the same samples in the blocks the server decodes (whole samples of each message).
+    rec = engine.new_stream(sample_rate=16_000, use_lm=False)
+    for a, b in zip(cuts, cuts[1:]):
+        rec.accept_audio(pcm16k[a // 2 : b // 2])  # a message completes the samples up to its last byte
+    rec.finish()
+    assert texts(replies) == finals_text([e for e in rec.events() if isinstance(e, Final)])
+    assert not any("error" in r for r in replies)
+
+
+def test_20ms_frames_pushed_without_waiting(engine: Engine, pcm8k: np.ndarray) -> None:
+    """vosk's Go and Node samples send without reading replies: one reply per frame, in order."""
+    block = 160  # 20 ms at 8 kHz
+    frames = pcm_blocks(pcm8k, block)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(engine) as server:
+            return await asyncio.wait_for(session(server.port, list(frames), wait=False), 90)
+
+    replies = run(scenario(), timeout=100)
+    assert len(replies) == len(frames) + 1
+    assert all(("partial" in r) != ("text" in r) for r in replies)
+    assert texts(replies) == finals_text(reference(engine, pcm8k, 8000, block=block))
