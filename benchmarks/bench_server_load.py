@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import json
 import os
 import random
@@ -42,18 +41,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from client.audio_files import AudioFile  # noqa: E402
+from client.websocket import SendLog, open_stream  # noqa: E402
+from latency.metrics import CapacitySearch  # noqa: E402
+from latency.server_metrics import scrape_values  # noqa: E402
+from streaming.events import Final  # noqa: E402
 
 BLOCK_S = 0.1
 
 
 @dataclass
 class StreamResult:
-    partial: list[float] = field(default_factory=list)
-    final: list[float] = field(default_factory=list)
+    log: SendLog = field(default_factory=SendLog)  # partial and final latencies on the client's clock
     last_final: float | None = None  # finish -> last final
     lag_s: float = 0.0  # sent audio - decoded audio when finish was sent
     error: str | None = None
@@ -68,7 +71,7 @@ class Round:
     server: dict[str, float] = field(default_factory=dict)  # /metrics deltas over the round
 
     def p(self, kind: str, q: float) -> float:
-        values = [v for r in self.results for v in getattr(r, kind)]
+        values = [v for r in self.results for v in getattr(r.log, kind)]
         return float(np.percentile(values, q)) if values else float("nan")
 
     @property
@@ -85,48 +88,33 @@ class Round:
 
 
 def load_speech(duration: float) -> np.ndarray:
-    """Concatenated LibriVox dev clips as 16 kHz int16, looped to ``duration`` seconds."""
+    """Concatenated LibriVox dev clips as 16 kHz float32, looped to ``duration`` seconds."""
     clips = []
     for path in sorted((REPO / "samples" / "librivox-dev").glob("*.wav")):
-        audio, rate = sf.read(path, dtype="int16")
-        if rate != 16_000:
-            raise SystemExit(f"{path} is {rate} Hz; expected 16000")
-        clips.append(audio)
+        audio = AudioFile(path)
+        if audio.sample_rate != 16_000:
+            raise SystemExit(f"{path} is {audio.sample_rate} Hz; expected 16000")
+        clips.append(audio.read())
     speech = np.concatenate(clips)
     reps = int(np.ceil(duration * 16_000 / len(speech)))
     return np.tile(speech, reps)[: int(duration * 16_000)]
 
 
 async def one_stream(url: str, audio: np.ndarray, start_delay: float) -> StreamResult:
-    from websockets.asyncio.client import connect
-
     result = StreamResult()
-    sent_audio: list[float] = []
-    sent_at: list[float] = []
+    log = result.log
     decoded = 0.0
-    finish_at: float | None = None
     await asyncio.sleep(start_delay)
     try:
-        async with connect(url + "/v1/stream", max_size=2**22, open_timeout=30, ping_timeout=None) as ws:
-            await ws.recv()  # hello
-            await ws.send(json.dumps({"type": "start", "sample_rate": 16_000}))
+        async with open_stream(url, "native", 16_000, open_timeout=30) as stream:
 
             async def receive() -> None:
                 nonlocal decoded
-                async for message in ws:
-                    m = json.loads(message)
-                    now = time.monotonic()
-                    if m["type"] == "error":
-                        raise RuntimeError(f"{m['code']}: {m['message']}")
-                    if m["type"] not in ("partial", "final"):
-                        continue
-                    decoded = max(decoded, m["end"])
-                    i = min(bisect.bisect_left(sent_audio, m["end"] - 1e-6), len(sent_at) - 1)
-                    since = sent_at[i]
-                    if m["type"] == "final" and m["reason"] == "finish" and finish_at is not None:
-                        result.last_final = now - finish_at
-                        since = finish_at
-                    (result.final if m["type"] == "final" else result.partial).append(now - since)
+                async for event in stream.replies():
+                    decoded = max(decoded, event.end)
+                    latency = log.record(event)
+                    if isinstance(event, Final) and event.reason == "finish" and log.eof_at is not None:
+                        result.last_final = latency
 
             receiver = asyncio.create_task(receive())
             block = int(BLOCK_S * 16_000)
@@ -135,47 +123,25 @@ async def one_stream(url: str, audio: np.ndarray, start_delay: float) -> StreamR
                 delay = t0 + k * BLOCK_S - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await ws.send(audio[i : i + block].tobytes())
-                sent_audio.append((i + block) / 16_000)
-                sent_at.append(time.monotonic())
-            result.lag_s = sent_audio[-1] - decoded
-            await ws.send('{"type": "finish"}')
-            finish_at = time.monotonic()
+                await stream.send_audio(audio[i : i + block])
+                log.sent(len(audio[i : i + block]) / 16_000)
+            result.lag_s = log.audio_seconds - decoded
+            await stream.send_eof()
+            log.eof()
             await receiver
     except Exception as exc:  # a failed stream is a data point, not a crash
         result.error = f"{type(exc).__name__}: {exc}"[:200]
     return result
 
 
-async def server_metrics(url: str) -> dict[str, float]:
-    """The server's own counters (forward and decode time, batch sizes) from /metrics."""
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-    try:
-        reader, writer = await asyncio.open_connection(host, int(port), ssl=url.startswith("wss"))
-        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        body = (await reader.read()).decode(errors="replace")
-        writer.close()
-    except OSError:
-        return {}
-    values: dict[str, float] = {}
-    for line in body.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
-            try:
-                values[parts[0]] = float(parts[1])
-            except ValueError:
-                pass
-    return values
-
-
 async def run_round(url: str, streams: int, audio: np.ndarray) -> Round:
     rng = random.Random(streams)
-    before = await server_metrics(url)
+    before = await scrape_values(url)
     started = time.monotonic()
     # Streams start spread over one second, as real clients do, so their windows
     # do not all complete in the same instant.
     results = await asyncio.gather(*(one_stream(url, audio, rng.uniform(0, 1.0)) for _ in range(streams)))
-    after = await server_metrics(url)
+    after = await scrape_values(url)
     r = Round(streams, list(results), time.monotonic() - started, os.getloadavg()[0])
     r.server = {k: after[k] - before.get(k, 0.0) for k in after}
     return r
@@ -279,23 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         return r
 
     try:
-        n, best, worst = args.start, 0, None
-        while n <= args.max_streams:
-            if measure(n).held(args.max_latency):
-                best = n
-                n *= 2
-            else:
-                worst = n
-                break
-        if worst is not None:
-            lo, hi = best, worst
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if measure(mid).held(args.max_latency):
-                    lo = mid
-                else:
-                    hi = mid
-            best = lo
+        search = CapacitySearch(start=args.start, maximum=args.max_streams)
+        while (n := search.next_level()) is not None:
+            search.record(n, measure(n).held(args.max_latency))
+        best = search.capacity
         held = rounds.get(best)
         print(
             f"\nheld: {best} concurrent real-time streams "

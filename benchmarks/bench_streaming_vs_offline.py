@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.audio_files import AudioFile  # noqa: E402
 from cli.evaluate import _wer_many, normalize_text, read_transcripts  # noqa: E402
+from client.audio_files import AudioFile  # noqa: E402
 from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
 
 SETTINGS = "1.0/0.6/0.4,2.0/1.6/0.4,1.0/6.0/0.4m,1.0/6.0/0.6m"  # chunk/left/right s; m: attention memory

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import jiwer
 
+from client.audio_files import AudioFile
 from streaming import Engine, Final, StreamingError
 
-from .audio_files import AudioFile
 from .options import add_engine_arguments, engine_from_args
 
 __all__ = ["EvalResult", "add_arguments", "evaluate", "normalize_text", "read_transcripts", "run"]

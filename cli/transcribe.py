@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import asdict
 from typing import TextIO
 
-from streaming import Engine, Final, Partial, StreamingError
+from client.audio_files import AudioFile
+from client.captions import TRANSCRIPT, CaptionRenderer, JsonLog
+from streaming import Engine, Final, StreamingError
 from streaming.events import Event
 
-from .audio_files import AudioFile
 from .options import add_engine_arguments, engine_from_args
 
 __all__ = ["add_arguments", "run"]
@@ -30,41 +29,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_arguments(parser)
 
 
-def format_time(seconds: float) -> str:
-    """00:07.25 style, hours when needed: 3725.5 -> '1:02:05.50'."""
-    minutes, sec = divmod(seconds, 60.0)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{sec:05.2f}" if hours else f"{minutes:02d}:{sec:05.2f}"
-
-
 class Captions:
-    """Terminal captions: the partial line is rewritten in place, finals are committed."""
+    """A file's captions: the terminal view (:data:`~client.captions.TRANSCRIPT` style), or one
+    JSON line per event naming the file."""
 
     def __init__(self, out: TextIO, *, show_partials: bool, as_json: bool, source: str) -> None:
-        self.out = out
-        self.show_partials = show_partials
-        self.as_json = as_json
         self.source = source
-        self._partial_shown = False
+        self.json = JsonLog(out, partials=True) if as_json else None
+        self.renderer = None if as_json else CaptionRenderer(out, partials=show_partials, style=TRANSCRIPT)
 
     def show(self, event: Event) -> None:
-        if self.as_json:
-            kind = "final" if isinstance(event, Final) else "partial"
-            self.out.write(json.dumps({"type": kind, "file": self.source, **asdict(event)}) + "\n")
-            self.out.flush()
-            return
-        if isinstance(event, Partial):
-            if self.show_partials:
-                self.out.write("\r\x1b[2K" + f"  … {event.text}"[-200:])
-                self.out.flush()
-                self._partial_shown = True
-            return
-        if self._partial_shown:
-            self.out.write("\r\x1b[2K")
-            self._partial_shown = False
-        if event.text:
-            self.out.write(f"[{format_time(event.start)} → {format_time(event.end)}] {event.text}\n")
-            self.out.flush()
+        if self.json is not None:
+            self.json.add(event, file=self.source)
+        elif self.renderer is not None:
+            self.renderer.show(event)
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
 
 
 def transcribe_file(engine: Engine, path: str, args: argparse.Namespace, captions: Captions) -> str:
@@ -121,4 +103,6 @@ def run(args: argparse.Namespace) -> int:
         except StreamingError as exc:
             print(f"xlsr-stream: error: {exc}", file=sys.stderr)
             status = 1
+        finally:
+            captions.close()
     return status

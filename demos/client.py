@@ -18,121 +18,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
-import json
-import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["LatencyLog", "build_parser", "main"]
+from client.audio_files import open_audio
+from client.captions import CaptionRenderer, JsonLog
+from client.websocket import NativeOptions, NativeStream, ProtocolError, SendLog, VoskStream, open_stream
+from streaming.errors import StreamingError
+from streaming.events import Event, Final
+
+__all__ = ["build_parser", "main"]
 
 DEFAULT_URL = "ws://127.0.0.1:2700"
 
-
-@dataclass
-class LatencyLog:
-    """Send times of audio and the latency of every result, on the client's clock."""
-
-    sent_audio_s: list[float] = field(default_factory=list)  # cumulative seconds after each block
-    sent_at: list[float] = field(default_factory=list)  # monotonic time each block was sent
-    partial: list[float] = field(default_factory=list)
-    final: list[float] = field(default_factory=list)
-    eof_at: float | None = None
-
-    def sent(self, seconds: float) -> None:
-        total = (self.sent_audio_s[-1] if self.sent_audio_s else 0.0) + seconds
-        self.sent_audio_s.append(total)
-        self.sent_at.append(time.monotonic())
-
-    def send_time_of(self, end_s: float) -> float:
-        """When the block holding stream second ``end_s`` was sent.
-
-        Blocks of 0.5 s sent at t=0 and t=0.5 -> second 0.7 was sent at t=0.5.
-        """
-        i = bisect.bisect_left(self.sent_audio_s, end_s - 1e-6)
-        return self.sent_at[min(i, len(self.sent_at) - 1)]
-
-    def record(self, kind: str, since: float) -> float:
-        latency = max(0.0, time.monotonic() - since)
-        (self.final if kind == "final" else self.partial).append(latency)
-        return latency
-
-    def summary(self, wall_s: float) -> str:
-        audio = self.sent_audio_s[-1] if self.sent_audio_s else 0.0
-        lines = [
-            f"audio {audio:.2f} s in {wall_s:.2f} s wall ({audio / wall_s if wall_s else 0:.2f}x real time)"
-        ]
-        for name, values in (("partial", self.partial), ("final", self.final)):
-            if values:
-                p50, p90 = np.percentile(values, [50, 90])
-                lines.append(
-                    f"{name} latency: median {p50 * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, "
-                    f"max {max(values) * 1000:.0f} ms over {len(values)}"
-                )
-        return "\n".join(lines)
-
-
-class Printer:
-    """Finals on their own lines; the partial rewritten in place on a terminal."""
-
-    def __init__(self, out: TextIO, *, as_json: bool, show_partials: bool) -> None:
-        self.out = out
-        self.as_json = as_json
-        self.show_partials = show_partials
-        self.tty = out.isatty()
-        self._open = False
-
-    def partial(self, text: str, latency: float) -> None:
-        if self.as_json:
-            self._json({"type": "partial", "text": text, "latency_ms": round(latency * 1000, 1)})
-        elif self.show_partials and self.tty:
-            self.out.write("\r\x1b[2K… " + text[-150:])
-            self.out.flush()
-            self._open = True
-
-    def final(self, text: str, start: float, end: float, latency: float) -> None:
-        if self.as_json:
-            self._json(
-                {
-                    "type": "final",
-                    "text": text,
-                    "start": start,
-                    "end": end,
-                    "latency_ms": round(latency * 1000, 1),
-                }
-            )
-            return
-        if self._open:
-            self.out.write("\r\x1b[2K")
-            self._open = False
-        self.out.write(f"[{start:7.2f} - {end:7.2f}] {text}\n")
-        self.out.flush()
-
-    def _json(self, obj: dict[str, Any]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self.out.flush()
+# Shows one event and records its latency, counted from the given monotonic time
+# (None: from when its audio was sent, SendLog.since).
+Show = Callable[[Event, "float | None"], None]
 
 
 # ------------------------------------------------------------------ audio in
 
 
-def read_file(path: str) -> tuple[np.ndarray, int]:
-    """A sound file as int16 mono (channels averaged)."""
-    import soundfile as sf
-
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    return (np.clip(mono, -1.0, 1.0) * 32767.0).astype(np.int16), int(rate)
-
-
-async def file_blocks(audio: np.ndarray, block: int) -> AsyncIterator[np.ndarray]:
-    for i in range(0, len(audio), block):
-        yield audio[i : i + block]
+async def file_blocks(path: str, block_s: float) -> AsyncIterator[np.ndarray]:
+    """A sound file as float32 mono blocks (channels averaged)."""
+    for block in open_audio(path, mix_down=True).blocks(block_s):
+        yield block
 
 
 async def stdin_blocks(block: int) -> AsyncIterator[np.ndarray]:
@@ -170,92 +83,45 @@ class Pace:
 
 
 async def run_vosk(
-    ws: Any, blocks: AsyncIterator[np.ndarray], rate: int, pace: Pace, log: LatencyLog, printer: Printer
+    stream: VoskStream, blocks: AsyncIterator[np.ndarray], rate: int, pace: Pace, log: SendLog, show: Show
 ) -> None:
-    await ws.send(json.dumps({"config": {"sample_rate": rate}}))
+    """Lock step: every block gets exactly one reply, so a reply's latency is its block's."""
+    replies = stream.replies().__aiter__()
     async for block in blocks:
         await pace.wait(len(block) / rate)
-        await ws.send(block.astype("<i2").tobytes())
+        await stream.send_audio(block)
         log.sent(len(block) / rate)
-        _show_vosk(json.loads(await ws.recv()), log.sent_at[-1], log, printer)
-    await ws.send('{"eof" : 1}')
-    log.eof_at = time.monotonic()
-    _show_vosk(json.loads(await ws.recv()), log.eof_at, log, printer)
-
-
-def _show_vosk(reply: dict[str, Any], since: float, log: LatencyLog, printer: Printer) -> None:
-    if "error" in reply:
-        raise RuntimeError(f"server error: {reply['error']}")
-    if "alternatives" in reply:
-        reply = reply["alternatives"][0] if reply["alternatives"] else {"text": ""}
-    if "partial" in reply:
-        printer.partial(reply["partial"], log.record("partial", since))
-    elif reply.get("text"):
-        words = reply.get("result") or []
-        start = words[0]["start"] if words else 0.0
-        end = words[-1]["end"] if words else 0.0
-        printer.final(reply["text"], start, end, log.record("final", since))
+        show(await replies.__anext__(), log.sent_at[-1])
+    await stream.send_eof()
+    log.eof()
+    show(await replies.__anext__(), log.eof_at)
 
 
 async def run_native(
-    ws: Any,
-    blocks: AsyncIterator[np.ndarray],
-    rate: int,
-    pace: Pace,
-    log: LatencyLog,
-    printer: Printer,
-    *,
-    encoding: str,
-    use_lm: bool,
-    hotwords: Sequence[str],
+    stream: NativeStream, blocks: AsyncIterator[np.ndarray], rate: int, pace: Pace, log: SendLog, show: Show
 ) -> None:
-    hello = json.loads(await ws.recv())
+    """Results come as the server decodes them; each is timed from the block holding its ``end``."""
+    hello = stream.hello
     print(
-        f"server {hello.get('server_version')}, model {hello['model']['name']}, "
+        f"server {hello.get('server_version')}, model {hello.get('model', {}).get('name')}, "
         f"LM {hello.get('lm') or 'none'}",
         file=sys.stderr,
     )
-    await ws.send(
-        json.dumps(
-            {
-                "type": "start",
-                "version": 1,
-                "sample_rate": rate,
-                "encoding": encoding,
-                "options": {"lm": use_lm, "hotwords": list(hotwords)},
-            }
-        )
-    )
 
     async def receive() -> None:
-        async for message in ws:
-            result = json.loads(message)
-            kind = result["type"]
-            if kind == "error":
-                raise RuntimeError(f"server error {result['code']}: {result['message']}")
-            if kind not in ("partial", "final"):
-                continue
-            since = log.send_time_of(result["end"])
-            if kind == "final" and result["reason"] == "finish" and log.eof_at is not None:
-                since = max(since, log.eof_at)
-            if kind == "partial":
-                printer.partial(result["text"], log.record("partial", since))
-            elif result["text"]:
-                printer.final(result["text"], result["start"], result["end"], log.record("final", since))
+        async for event in stream.replies():
+            show(event, None)
 
     receiver = asyncio.create_task(receive())
     async for block in blocks:
         if receiver.done():
             break
         await pace.wait(len(block) / rate)
-        if encoding == "float32":
-            await ws.send((block.astype(np.float32) / 32768.0).astype("<f4").tobytes())
-        else:
-            await ws.send(block.astype("<i2").tobytes())
+        await stream.send_audio(block)
         log.sent(len(block) / rate)
     if not receiver.done():
-        await ws.send('{"type": "finish"}')
-        log.eof_at = time.monotonic()
+        await stream.send_eof()
+        log.eof()
     await receiver
 
 
@@ -294,46 +160,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from websockets.asyncio.client import connect
-
+    blocks: AsyncIterator[np.ndarray]
     if args.audio == "-":
         rate = args.rate
-        block = max(1, int(rate * args.block_ms / 1000))
-        blocks = stdin_blocks(block)
+        blocks = stdin_blocks(max(1, int(rate * args.block_ms / 1000)))
         speed = 0.0 if args.speed is None else args.speed
     else:
-        audio, rate = read_file(args.audio)
-        block = max(1, int(rate * args.block_ms / 1000))
-        blocks = file_blocks(audio, block)
+        rate = open_audio(args.audio, mix_down=True).sample_rate
+        blocks = file_blocks(args.audio, args.block_ms / 1000)
         speed = 1.0 if args.speed is None else args.speed
-    path = "/" if args.protocol == "vosk" else "/v1/stream"
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
-    context = ssl.create_default_context(cafile=args.cafile) if args.url.startswith("wss:") else None
-    printer = Printer(sys.stdout, as_json=args.json, show_partials=not args.no_partials)
-    log = LatencyLog()
+    renderer = None if args.json else CaptionRenderer(sys.stdout, partials=not args.no_partials and sys.stdout.isatty())
+    json_out = JsonLog(sys.stdout, partials=not args.no_partials) if args.json else None
+
+    log = SendLog()
+
+    def show(event: Event, since: float | None) -> None:
+        if isinstance(event, Final) and not event.text:
+            return  # an empty segment (silence): nothing to show or time
+        latency = log.record(event, since)
+        if json_out is not None:
+            json_out.add(event, latency_ms=round(latency * 1000, 1))
+        elif renderer is not None:
+            renderer.show(event)
+
     started = time.monotonic()
-    async with connect(
-        args.url.rstrip("/") + path,
-        additional_headers=headers,
-        ssl=context,
-        max_size=2**22,
-        ping_timeout=None,  # a busy server reads our pong late (behind audio); that is lag, not death
-    ) as ws:
-        pace = Pace(speed)
-        if args.protocol == "vosk":
-            await run_vosk(ws, blocks, rate, pace, log, printer)
-        else:
-            await run_native(
-                ws,
-                blocks,
-                rate,
-                pace,
-                log,
-                printer,
-                encoding=args.encoding,
-                use_lm=not args.no_lm,
-                hotwords=args.hotword,
-            )
+    native = NativeOptions(encoding=args.encoding, use_lm=not args.no_lm, hotwords=tuple(args.hotword))
+    try:
+        async with open_stream(args.url, args.protocol, rate, token=args.token, cafile=args.cafile,
+                               native=native) as stream:
+            pace = Pace(speed)
+            if isinstance(stream, VoskStream):
+                await run_vosk(stream, blocks, rate, pace, log, show)
+            else:
+                await run_native(stream, blocks, rate, pace, log, show)
+    finally:
+        if renderer is not None:
+            renderer.close()
     print(log.summary(time.monotonic() - started), file=sys.stderr)
     return 0
 
@@ -358,8 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = f"code {rcvd.code} {rcvd.reason!r}" if rcvd else "without a close frame"
         print(f"server closed the stream: {why}", file=sys.stderr)
         return 1
-    except (OSError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (OSError, ProtocolError, StreamingError, StopAsyncIteration) as exc:
+        print(f"error: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -31,8 +31,9 @@ from typing import Any, Protocol
 import numpy as np
 from websockets.exceptions import ConnectionClosedOK, WebSocketException
 
-from demos.captions import CaptionRenderer, JsonLog, SubtitleWriter
-from latency.protocol import ProtocolError, open_stream, stream_url
+from client.audio_files import open_audio
+from client.captions import CaptionRenderer, JsonLog, SubtitleWriter
+from client.websocket import ProtocolError, open_stream, stream_url
 from streaming.audio import StreamResampler
 from streaming.errors import StreamingError
 from streaming.events import Event, Final
@@ -289,8 +290,6 @@ class FileSource(_QueueSource):
 
     def __init__(self, path: str | Path, *, block_s: float = DEFAULT_BLOCK_S, speed: float = 1.0,
                  duration: float | None = None) -> None:
-        from cli.audio_files import open_audio
-
         self.audio = open_audio(path)
         super().__init__(self.audio.sample_rate, duration)
         self.block_s = block_s

@@ -95,8 +95,8 @@ def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
                   cache_dir: Path | None = None, every: int = 1) -> list[Utterance]:
     """Utterances of an ``xlsr-stream eval`` folder with full-utterance log-probs from the engine:
     every ``every``-th line of transcripts.tsv (a spread over voices), at most ``limit`` of them."""
-    from cli.audio_files import AudioFile
     from cli.evaluate import read_transcripts
+    from client.audio_files import AudioFile
     from streaming import Engine
 
     items = read_transcripts(eval_dir)[::every][:limit]

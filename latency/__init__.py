@@ -3,14 +3,16 @@
 ``python -m latency`` / ``xlsr-stream latency`` runs :func:`latency.lab.main`.
 """
 
+from client.websocket import NativeStream, ProtocolError, VoskReplyParser, VoskStream, open_stream
+
 from .lab import build_parser, main
 from .metrics import (
     Budget,
     CapacitySearch,
     LevelSummary,
+    ReceivedEvent,
     Revisions,
     StreamTrace,
-    TimedEvent,
     budget_failures,
     final_latency,
     hypothesis_timeline,
@@ -21,7 +23,6 @@ from .metrics import (
     time_to_first_partial,
     word_arrivals,
 )
-from .protocol import NativeStream, ProtocolError, VoskReplyParser, VoskStream, open_stream
 
 __all__ = [
     "Budget",
@@ -31,7 +32,7 @@ __all__ = [
     "ProtocolError",
     "Revisions",
     "StreamTrace",
-    "TimedEvent",
+    "ReceivedEvent",
     "VoskReplyParser",
     "VoskStream",
     "budget_failures",

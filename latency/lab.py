@@ -32,17 +32,17 @@ from pathlib import Path
 import numpy as np
 from websockets.exceptions import WebSocketException
 
-from streaming.audio import StreamResampler
+from client.audio_files import read_16k
+from client.websocket import PROTOCOLS, ProtocolError, open_stream, stream_url
 from streaming.errors import StreamingError
 from streaming.events import Word
 
 from .metrics import Budget, CapacitySearch, budget_failures, summarize_level
-from .protocol import PROTOCOLS, ProtocolError, open_stream, stream_url
 from .report import LevelResult, Report, format_table, write_plots
 from .runner import ClientConfig, flat_out_rtf, run_level
 from .server_metrics import compute_rtf, scrape, wait_until_idle
 
-__all__ = ["build_parser", "load_audio_16k", "main", "reference_words"]
+__all__ = ["build_parser", "main", "reference_words"]
 
 logger = logging.getLogger("latency")
 
@@ -123,16 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report.json and the PNG plots go here")
     out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
-
-
-def load_audio_16k(path: str | Path) -> np.ndarray:
-    """A mono audio file as float32 at 16 kHz."""
-    from cli.audio_files import open_audio
-
-    audio = open_audio(path)
-    samples = audio.read()
-    resampler = StreamResampler(audio.sample_rate, 16_000)
-    return np.concatenate([resampler.process(samples), resampler.flush()]).astype(np.float32)
 
 
 def reference_words(
@@ -270,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         search = None if levels else CapacitySearch(
             start=args.start, maximum=args.max_concurrency, bisect=not args.no_bisect
         )
-        samples = load_audio_16k(args.audio)
+        samples = read_16k(args.audio)
         audio_seconds = len(samples) / 16_000
         words: list[Word] = []
         model_name: str | None = None

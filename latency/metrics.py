@@ -30,7 +30,7 @@ __all__ = [
     "LevelSummary",
     "Revisions",
     "StreamTrace",
-    "TimedEvent",
+    "ReceivedEvent",
     "budget_failures",
     "contained_words",
     "final_latency",
@@ -49,8 +49,12 @@ PERCENTILES: tuple[int, ...] = (50, 90, 99)
 
 
 @dataclass(frozen=True)
-class TimedEvent:
-    """One reply as a client saw it."""
+class ReceivedEvent:
+    """One reply as a client saw it: the event and when it arrived on the client's clock.
+
+    (The server's ``server.protocol.TimedEvent`` is the other side: an event with the
+    server's own timing, before it is sent.)
+    """
 
     t: float  # seconds since the stream started (its first block was due), client wall clock
     event: Partial | Final
@@ -62,7 +66,7 @@ class StreamTrace:
 
     client: int
     audio_seconds: float
-    events: list[TimedEvent] = field(default_factory=list)
+    events: list[ReceivedEvent] = field(default_factory=list)
     # vosk: block sent -> its reply received, per block; native: the block holding a result's
     # last decoded sample sent -> the result received (s)
     reply_lags: list[float] = field(default_factory=list)
@@ -77,12 +81,12 @@ class StreamTrace:
 
 
 # ----------------------------------------------------------------- timelines
-def hypothesis_timeline(events: Iterable[TimedEvent]) -> list[tuple[float, tuple[str, ...]]]:
+def hypothesis_timeline(events: Iterable[ReceivedEvent]) -> list[tuple[float, tuple[str, ...]]]:
     """The transcript a viewer saw after each reply: committed finals + the open partial.
 
     >>> from streaming.events import Partial, Final
-    >>> p = lambda t, s: TimedEvent(t, Partial(s, "", 0, 0.0, t))
-    >>> f = lambda t, s: TimedEvent(t, Final(s, (), 0, 0.0, t, "silence"))
+    >>> p = lambda t, s: ReceivedEvent(t, Partial(s, "", 0, 0.0, t))
+    >>> f = lambda t, s: ReceivedEvent(t, Final(s, (), 0, 0.0, t, "silence"))
     >>> hypothesis_timeline([p(1.0, "the"), f(2.0, "the cat"), p(3.0, "sat")])
     [(1.0, ('the',)), (2.0, ('the', 'cat')), (3.0, ('the', 'cat', 'sat'))]
     """
@@ -184,12 +188,12 @@ def partial_delays(
     return [None if a is None else a - w.end for a, w in zip(arrivals, reference, strict=True)]
 
 
-def time_to_first_partial(events: Iterable[TimedEvent]) -> float | None:
+def time_to_first_partial(events: Iterable[ReceivedEvent]) -> float | None:
     """Seconds from stream start to the first reply with any text (None: none had text).
 
     >>> from streaming.events import Partial
-    >>> time_to_first_partial([TimedEvent(0.5, Partial("", "", 0, 0.0, 0.5)),
-    ...                        TimedEvent(1.2, Partial("hi", "", 0, 0.0, 1.2))])
+    >>> time_to_first_partial([ReceivedEvent(0.5, Partial("", "", 0, 0.0, 0.5)),
+    ...                        ReceivedEvent(1.2, Partial("hi", "", 0, 0.0, 1.2))])
     1.2
     """
     for timed in events:
@@ -198,7 +202,7 @@ def time_to_first_partial(events: Iterable[TimedEvent]) -> float | None:
     return None
 
 
-def final_latency(events: Sequence[TimedEvent], speech_end: float) -> float | None:
+def final_latency(events: Sequence[ReceivedEvent], speech_end: float) -> float | None:
     """Seconds from the end of speech until the transcript was final.
 
     That moment is the arrival of the last Final with text: every Final after
@@ -211,7 +215,7 @@ def final_latency(events: Sequence[TimedEvent], speech_end: float) -> float | No
     4.0 s: the latency is 0.9 s.
 
     >>> from streaming.events import Final
-    >>> f = lambda t, s: TimedEvent(t, Final(s, (), 0, 0.0, t, "silence"))
+    >>> f = lambda t, s: ReceivedEvent(t, Final(s, (), 0, 0.0, t, "silence"))
     >>> round(final_latency([f(2.9, "a b"), f(4.0, "")], 2.0), 3)
     0.9
     """

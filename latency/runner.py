@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from client.websocket import NativeStream, ProtocolError, VoskStream, open_stream
 from streaming.events import Final
 
-from .metrics import StreamTrace, TimedEvent
-from .protocol import NativeStream, ProtocolError, VoskStream, open_stream
+from .metrics import ReceivedEvent, StreamTrace
 
 __all__ = ["ClientConfig", "block_index", "flat_out_rtf", "run_level", "split_blocks"]
 
@@ -142,7 +142,7 @@ async def _replay(
                         trace.reply_lags.append(now - send_times[min(k, len(send_times) - 1)])
                         trace.lag_times.append(now - t0)
                     trace.replies += 1
-                    trace.events.append(TimedEvent(now - t0, event))
+                    trace.events.append(ReceivedEvent(now - t0, event))
                     if trace.eof_t is not None and isinstance(event, Final):
                         got_final_after_eof = True
                 return got_final_after_eof

@@ -30,6 +30,8 @@ __all__ = [
     "open_streams",
     "parse_counters",
     "scrape",
+    "scrape_values",
+    "unlabelled_values",
     "wait_until_idle",
 ]
 
@@ -141,6 +143,29 @@ async def scrape(urls: str | Sequence[str], *, timeout_s: float = 5.0) -> Comput
         sum(c.forward_s for c in counters if c), sum(c.decode_s for c in counters if c),
         sum(c.audio_s for c in counters if c),
     )
+
+
+def unlabelled_values(text: str) -> dict[str, float]:
+    """Every sample without labels, by name, from Prometheus text.
+
+    >>> unlabelled_values('# HELP x\\nxlsr_audio_seconds_total 20.0\\nxlsr_active_streams{protocol="vosk"} 3.0\\n')
+    {'xlsr_audio_seconds_total': 20.0}
+    """
+    values: dict[str, float] = {}
+    for line in _samples(text):
+        parts = line.split()
+        if len(parts) == 2 and "{" not in parts[0]:
+            try:
+                values[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return values
+
+
+async def scrape_values(url: str, *, timeout_s: float = 5.0) -> dict[str, float]:
+    """All unlabelled samples of the server behind ``url``; empty when it has no /metrics."""
+    text = await _metrics_text(url, timeout_s)
+    return {} if text is None else unlabelled_values(text)
 
 
 def open_streams(text: str) -> int | None:

@@ -17,17 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_models import write_local_checkpoint
 
+import client.websocket
 import latency.metrics
-import latency.protocol
 import latency.report
 import latency.runner
 import latency.server_metrics
+from client.websocket import ProtocolError, VoskReplyParser, int16_pcm, stream_url
 from latency.metrics import (
     Budget,
     CapacitySearch,
     LevelSummary,
+    ReceivedEvent,
     StreamTrace,
-    TimedEvent,
     budget_failures,
     contained_words,
     final_latency,
@@ -38,18 +39,17 @@ from latency.metrics import (
     summarize_level,
     time_to_first_partial,
 )
-from latency.protocol import ProtocolError, VoskReplyParser, int16_pcm, stream_url
 from streaming.events import Final, Partial, Word
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def P(t: float, text: str, segment: int = 0) -> TimedEvent:
-    return TimedEvent(t, Partial(text, "", segment, 0.0, t))
+def P(t: float, text: str, segment: int = 0) -> ReceivedEvent:
+    return ReceivedEvent(t, Partial(text, "", segment, 0.0, t))
 
 
-def F(t: float, text: str, segment: int = 0) -> TimedEvent:
-    return TimedEvent(t, Final(text, (), segment, 0.0, t, "silence"))
+def F(t: float, text: str, segment: int = 0) -> ReceivedEvent:
+    return ReceivedEvent(t, Final(text, (), segment, 0.0, t, "silence"))
 
 
 REF = [
@@ -61,7 +61,7 @@ REF = [
 
 
 @pytest.mark.parametrize(
-    "module", [latency.metrics, latency.protocol, latency.report, latency.runner, latency.server_metrics]
+    "module", [latency.metrics, client.websocket, latency.report, latency.runner, latency.server_metrics]
 )
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
@@ -442,7 +442,7 @@ def test_lab_counts_a_stream_the_server_drops(tmp_path: Path) -> None:
 
 
 def test_wait_until_idle_waits_for_open_streams_to_close(server_url: str) -> None:
-    from latency.protocol import open_stream
+    from client.websocket import open_stream
     from latency.server_metrics import wait_until_idle
 
     async def scenario() -> tuple[int | None, int | None, int | None]:

@@ -30,7 +30,7 @@ import soxr
 import test_latency
 from test_latency import SPEECH, running_server, vosk_server_lookalike
 
-from demos.captions import (
+from client.captions import (
     ERASE_LINE,
     CaptionRenderer,
     Cue,
@@ -58,10 +58,10 @@ def final(text: str, start: float, end: float, words: tuple[Word, ...] = (), seg
 
 # ---------------------------------------------------------------- captions
 def test_docstring_examples() -> None:
-    import demos.captions
+    import client.captions
     import demos.mic
 
-    for module in (demos.captions, demos.mic):
+    for module in (client.captions, demos.mic):
         assert doctest.testmod(module).failed == 0
 
 

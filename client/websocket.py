@@ -1,4 +1,4 @@
-"""Client side of the websocket protocols, shared by the latency lab and the mic demo.
+"""Client side of both websocket protocols, for every client: the demos, the latency lab, the benchmarks.
 
 vosk (path "/", what vosk-server and our server speak)::
 
@@ -9,17 +9,26 @@ vosk (path "/", what vosk-server and our server speak)::
     -> {"eof" : 1}                                  exactly this text: vosk-server compares strings
     <- the final result, then the server closes
 
+native (path "/v1/stream", docs/PROTOCOL.md): hello, start, audio, finish; results as the
+server decodes them (no reply per block), each with its own ``start`` / ``end`` seconds.
+
 Replies are turned into the engine's own :class:`Partial` / :class:`Final`
 events, so captions and metrics do not care where they came from.  The
-parsing is pure (:class:`VoskReplyParser`); :class:`VoskStream` is the thin
-asyncio wrapper around one connection.
+parsing is pure (:class:`VoskReplyParser`); :class:`VoskStream` and
+:class:`NativeStream` are the thin asyncio wrappers around one connection,
+opened by :class:`open_stream`.  :class:`SendLog` keeps the client's own clock
+of what was sent when, to time results against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
+import ssl
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,10 +40,13 @@ from streaming.events import Final, Partial, Word
 __all__ = [
     "MAX_REPLY_BYTES",
     "PROTOCOLS",
+    "NativeOptions",
     "NativeStream",
     "ProtocolError",
+    "SendLog",
     "VoskReplyParser",
     "VoskStream",
+    "float32_pcm",
     "int16_pcm",
     "open_stream",
     "stream_url",
@@ -83,6 +95,17 @@ def int16_pcm(samples: np.ndarray) -> bytes:
         return samples.astype("<i2", copy=False).tobytes()
     scaled = np.clip(np.round(samples.astype(np.float32) * 32768.0), -32768, 32767)
     return scaled.astype("<i2").tobytes()
+
+
+def float32_pcm(samples: np.ndarray) -> bytes:
+    """int16 (or float32 in [-1, 1]) -> little-endian float32 bytes, the native protocol's other encoding.
+
+    >>> np.frombuffer(float32_pcm(np.array([16384, -32768], dtype=np.int16)), "<f4").tolist()
+    [0.5, -1.0]
+    """
+    if samples.dtype == np.int16:
+        return (samples.astype(np.float32) / 32768.0).astype("<f4").tobytes()
+    return samples.astype("<f4", copy=False).tobytes()
 
 
 class VoskReplyParser:
@@ -193,6 +216,33 @@ class VoskStream:
             return
 
 
+@dataclass(frozen=True)
+class NativeOptions:
+    """What a native-protocol client asks for in its ``start`` message (docs/PROTOCOL.md)."""
+
+    # int16 is what every capture API and vosk client sends; float32 is for browser AudioWorklets.
+    encoding: str = "int16"
+    # The server's LM is what makes the default model usable; off only to compare.
+    use_lm: bool = True
+    hotwords: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ("int16", "float32"):
+            raise ValueError(f"encoding must be 'int16' or 'float32', got {self.encoding!r}")
+
+    def start_message(self, sample_rate: int) -> str:
+        """The ``start`` message.
+
+        >>> NativeOptions(hotwords=("kenlm",)).start_message(16000)
+        '{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "int16", \
+"options": {"lm": true, "hotwords": ["kenlm"]}}'
+        """
+        return json.dumps({
+            "type": "start", "version": 1, "sample_rate": int(sample_rate), "encoding": self.encoding,
+            "options": {"lm": self.use_lm, "hotwords": list(self.hotwords)},
+        })
+
+
 class NativeStream:
     """One stream of the native protocol (docs/PROTOCOL.md) on /v1/stream.
 
@@ -201,12 +251,14 @@ class NativeStream:
     latency, collected in :attr:`server_latencies`.
     """
 
-    def __init__(self, websocket: ClientConnection, sample_rate: int) -> None:
+    def __init__(self, websocket: ClientConnection, sample_rate: int, options: NativeOptions = NativeOptions()) -> None:
         self.websocket = websocket
         self.sample_rate = sample_rate
+        self.options = options
         self.samples_sent = 0
         self.server_latencies: list[float] = []  # seconds, from each result's timing.latency_ms
         self.hello: dict[str, Any] = {}
+        self.started: dict[str, Any] = {}  # the server's answer to start: the options it took
 
     @property
     def audio_seconds(self) -> float:
@@ -214,13 +266,12 @@ class NativeStream:
 
     async def start(self) -> None:
         self.hello = _native_expect(await self.websocket.recv(), "hello")
-        await self.websocket.send(json.dumps(
-            {"type": "start", "version": 1, "sample_rate": int(self.sample_rate), "encoding": "int16"}
-        ))
-        _native_expect(await self.websocket.recv(), "started")
+        await self.websocket.send(self.options.start_message(self.sample_rate))
+        self.started = _native_expect(await self.websocket.recv(), "started")
 
     async def send_audio(self, samples: np.ndarray) -> None:
-        await self.websocket.send(int16_pcm(samples))
+        pcm = float32_pcm(samples) if self.options.encoding == "float32" else int16_pcm(samples)
+        await self.websocket.send(pcm)
         self.samples_sent += int(samples.shape[0])
 
     async def send_eof(self) -> None:
@@ -304,16 +355,37 @@ def stream_url(url: str, protocol: str) -> str:
 
 
 class open_stream:
-    """``async with open_stream(url, "vosk", 16000) as stream``: connect and configure."""
+    """``async with open_stream(url, "vosk", 16000) as stream``: connect and configure.
 
-    def __init__(self, url: str, protocol: str, sample_rate: int, *, open_timeout: float = 10.0) -> None:
+    ``token`` is sent as a bearer token (the server's ``--auth-token``); ``cafile``
+    is a CA or certificate file to trust for ``wss://``; ``native`` are the
+    native protocol's stream options.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        sample_rate: int,
+        *,
+        open_timeout: float = 10.0,
+        token: str | None = None,
+        cafile: str | None = None,
+        native: NativeOptions = NativeOptions(),
+    ) -> None:
         self._url = stream_url(url, protocol)
         self._protocol = protocol
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        context = ssl.create_default_context(cafile=cafile) if self._url.startswith("wss:") else None
         # No keepalive timeout: a loaded server reads our pong late (it waits behind audio), and
-        # the lab measures that lag instead of ending the stream over it.
-        self._connect = connect(self._url, open_timeout=open_timeout, max_size=MAX_REPLY_BYTES, ping_timeout=None)
+        # that is lag to measure, not a dead connection to end the stream over.
+        self._connect = connect(
+            self._url, open_timeout=open_timeout, max_size=MAX_REPLY_BYTES, ping_timeout=None,
+            additional_headers=headers, ssl=context,
+        )
         self._sample_rate = sample_rate
         self._open_timeout = open_timeout
+        self._native = native
 
     async def __aenter__(self) -> VoskStream | NativeStream:
         websocket = await self._connect.__aenter__()
@@ -321,7 +393,7 @@ class open_stream:
             if self._protocol == "vosk":
                 await websocket.send(vosk_config_message(self._sample_rate))
                 return VoskStream(websocket, self._sample_rate)
-            native = NativeStream(websocket, self._sample_rate)
+            native = NativeStream(websocket, self._sample_rate, self._native)
             await asyncio.wait_for(native.start(), self._open_timeout)
             return native
         except BaseException:
@@ -330,3 +402,73 @@ class open_stream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._connect.__aexit__(*exc)  # type: ignore[arg-type]
+
+
+@dataclass
+class SendLog:
+    """When each block of audio left, on the client's clock, and how late each result came.
+
+    A result's latency is measured from sending the block that held its last
+    audio (its ``end``) to receiving it; for the final after end-of-stream,
+    from sending end-of-stream, since the server may hold the last audio until then.
+    """
+
+    sent_audio_s: list[float] = field(default_factory=list)  # cumulative seconds after each block
+    sent_at: list[float] = field(default_factory=list)  # monotonic time each block was sent
+    partial: list[float] = field(default_factory=list)  # latency of every partial, s
+    final: list[float] = field(default_factory=list)  # latency of every final, s
+    eof_at: float | None = None  # monotonic time end-of-stream was sent
+
+    def sent(self, seconds: float, at: float | None = None) -> None:
+        """A block of ``seconds`` of audio left now (or at monotonic time ``at``)."""
+        total = (self.sent_audio_s[-1] if self.sent_audio_s else 0.0) + seconds
+        self.sent_audio_s.append(total)
+        self.sent_at.append(time.monotonic() if at is None else at)
+
+    def eof(self) -> None:
+        self.eof_at = time.monotonic()
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.sent_audio_s[-1] if self.sent_audio_s else 0.0
+
+    def send_time_of(self, end_s: float) -> float:
+        """When the block holding stream second ``end_s`` was sent.
+
+        Blocks of 0.5 s sent at t=0 and t=0.5 -> second 0.7 was sent at t=0.5.
+
+        >>> log = SendLog()
+        >>> log.sent(0.5, at=0.0); log.sent(0.5, at=0.5)
+        >>> log.send_time_of(0.7), log.send_time_of(0.5)
+        (0.5, 0.0)
+        """
+        i = bisect.bisect_left(self.sent_audio_s, end_s - 1e-6)
+        return self.sent_at[min(i, len(self.sent_at) - 1)]
+
+    def since(self, event: Partial | Final) -> float:
+        """The moment ``event``'s latency counts from (see the class docstring)."""
+        since = self.send_time_of(event.end)
+        if isinstance(event, Final) and event.reason == "finish" and self.eof_at is not None:
+            since = max(since, self.eof_at)
+        return since
+
+    def record(self, event: Partial | Final, since: float | None = None) -> float:
+        """Note ``event`` as received now; returns its latency (s) from ``since`` or :meth:`since`."""
+        start = self.since(event) if since is None else since
+        latency = max(0.0, time.monotonic() - start)
+        (self.final if isinstance(event, Final) else self.partial).append(latency)
+        return latency
+
+    def summary(self, wall_s: float) -> str:
+        audio = self.audio_seconds
+        lines = [
+            f"audio {audio:.2f} s in {wall_s:.2f} s wall ({audio / wall_s if wall_s else 0:.2f}x real time)"
+        ]
+        for name, values in (("partial", self.partial), ("final", self.final)):
+            if values:
+                p50, p90 = np.percentile(values, [50, 90])
+                lines.append(
+                    f"{name} latency: median {p50 * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, "
+                    f"max {max(values) * 1000:.0f} ms over {len(values)}"
+                )
+        return "\n".join(lines)

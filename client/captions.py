@@ -1,8 +1,9 @@
-"""Caption output shared by the demos: a live terminal view, SRT / WebVTT subtitles, a JSON log.
+"""Caption output for every client: a live terminal view, SRT / WebVTT subtitles, JSON Lines.
 
 Everything here takes the engine's events (:class:`~streaming.events.Partial`,
 :class:`~streaming.events.Final`) and writes text; none of it knows where the
-events came from (in-process engine or a server).
+events came from (in-process engine or a server).  ``xlsr-stream transcribe``,
+``xlsr-stream mic`` and ``python -m demos.client`` all write through it.
 
 Live view: the open partial is one line rewritten in place (``\\r`` + erase
 line); a final replaces it with a committed line that carries its time span::
@@ -25,12 +26,16 @@ from typing import Any, TextIO
 from streaming.events import Event, Final, Partial, Word
 
 __all__ = [
+    "LIVE",
+    "TRANSCRIPT",
     "CaptionRenderer",
+    "CaptionStyle",
     "Cue",
     "JsonLog",
     "SubtitleLayout",
     "SubtitleWriter",
     "cues_from_final",
+    "event_record",
     "format_clock",
     "srt_document",
     "srt_time",
@@ -252,40 +257,76 @@ def _replace(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def event_record(event: Event) -> dict[str, Any]:
+    """One event as a JSON object: the one schema of every JSON Lines output here.
+
+    Words are spelled as both wire protocols spell them (``word``, ``conf``).
+
+    >>> event_record(Final("hi", (Word("hi", 0.1, 0.3, 0.9),), 0, 0.0, 0.5, "finish"))
+    {'type': 'final', 'segment': 0, 'start': 0.0, 'end': 0.5, 'text': 'hi', 'reason': 'finish', \
+'words': [{'word': 'hi', 'start': 0.1, 'end': 0.3, 'conf': 0.9}]}
+    """
+    record: dict[str, Any] = {
+        "type": "final" if isinstance(event, Final) else "partial",
+        "segment": event.segment,
+        "start": round(event.start, 3),
+        "end": round(event.end, 3),
+        "text": event.text,
+    }
+    if isinstance(event, Final):
+        record["reason"] = event.reason
+    else:
+        record["stable_text"] = event.stable_text
+    record["words"] = [
+        {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "conf": round(w.confidence, 4)}
+        for w in event.words
+    ]
+    return record
+
+
 class JsonLog:
-    """JSON Lines: one object per final (and per partial with ``partials=True``), flushed each time."""
+    """JSON Lines: one object per final (and per partial with ``partials=True``), flushed each time.
 
-    def __init__(self, path: Path, *, partials: bool = False) -> None:
-        self.path = path
+    Writes to ``out``: a path (the file is created) or an open text stream
+    (stdout, left open by :meth:`close`).  Each line is :func:`event_record`
+    plus ``wall_time`` (Unix seconds at writing) and the ``extra`` fields given
+    to :meth:`add`.
+    """
+
+    def __init__(self, out: Path | TextIO, *, partials: bool = False) -> None:
         self.partials = partials
-        self._file: TextIO = path.open("w", encoding="utf-8")
+        self._owned = isinstance(out, Path)
+        self._file: TextIO = out.open("w", encoding="utf-8") if isinstance(out, Path) else out
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, **extra: Any) -> None:
         if isinstance(event, Partial) and not self.partials:
             return
-        record: dict[str, Any] = {
-            "type": "final" if isinstance(event, Final) else "partial",
-            "segment": event.segment,
-            "start": round(event.start, 3),
-            "end": round(event.end, 3),
-            "text": event.text,
-            "wall_time": round(time.time(), 3),
-        }
-        if isinstance(event, Final):
-            record["reason"] = event.reason
-            record["words"] = [
-                {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-                 "conf": round(w.confidence, 4)}
-                for w in event.words
-            ]
+        record = {**event_record(event), "wall_time": round(time.time(), 3), **extra}
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._owned:
+            self._file.close()
 
 
 # --------------------------------------------------------------- live view
+@dataclass(frozen=True)
+class CaptionStyle:
+    """How the live view spells a committed final and the open partial."""
+
+    # Between a final's start and end clock: "[00:01.24 - 00:03.10] hello".
+    span: str = " - "
+    # Before the open partial's text; ``{start}`` is the segment's start clock.
+    partial_head: str = "[{start} ...] "
+
+
+# The microphone and the websocket client: the partial says where its segment began.
+LIVE = CaptionStyle()
+# ``xlsr-stream transcribe``: a file's transcript; the partial is only a progress line.
+TRANSCRIPT = CaptionStyle(span=" \u2192 ", partial_head="  \u2026 ")
+
+
 class CaptionRenderer:
     """Writes captions to a terminal: partial rewritten in place, finals committed.
 
@@ -296,11 +337,18 @@ class CaptionRenderer:
     """
 
     def __init__(
-        self, out: TextIO, *, partials: bool = True, width: int | None = None, color: bool = False
+        self,
+        out: TextIO,
+        *,
+        partials: bool = True,
+        width: int | None = None,
+        color: bool = False,
+        style: CaptionStyle = LIVE,
     ) -> None:
         self.out = out
         self.partials = partials
         self.color = color
+        self.style = style
         self.width = width or shutil.get_terminal_size((100, 24)).columns
         self._partial_shown = False
         self._last_partial: str | None = None
@@ -320,7 +368,7 @@ class CaptionRenderer:
         if not text:
             self.out.write(prefix)
         else:
-            line = f"[{format_clock(final.start)} - {format_clock(final.end)}] {text}"
+            line = f"[{format_clock(final.start)}{self.style.span}{format_clock(final.end)}] {text}"
             self.committed.append(line)
             self.out.write(prefix + line + "\n")
         self.out.flush()
@@ -329,7 +377,7 @@ class CaptionRenderer:
         text = partial.text.strip()
         if not text and not self._partial_shown:
             return
-        head = f"[{format_clock(partial.start)} ...] "
+        head = self.style.partial_head.format(start=format_clock(partial.start))
         if head + text == self._last_partial:
             return  # vosk servers repeat the partial once per audio block
         self._last_partial = head + text
