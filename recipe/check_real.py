@@ -1,0 +1,77 @@
+"""Listening proxy for prepared real speech: are audio and transcripts paired correctly?
+
+    .venv/bin/python recipe/check_real.py [--out DIR] [--sources asterisk,...] [--n 40]
+
+Transcribes ``--n`` utterances per source (evenly spread through transcripts.tsv) with
+pocketsphinx (PyPI, its bundled en-us model) and prints the WER against their own transcripts
+and against the transcripts shifted by one line. Correct pairing shows up as paired WER far
+below the shifted one (pocketsphinx itself is ~25-40% WER on clean real speech); an off-by-one
+or wrong-array mapping makes the two figures equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cache_dir, normalize_text  # noqa: E402
+
+
+def pocketsphinx_transcribe(paths: Sequence[Path]) -> list[str]:
+    from pocketsphinx import Config, Decoder
+
+    config = Config(loglevel="FATAL")  # bundled en-us acoustic model, dictionary and LM
+    decoder = Decoder(config)
+    hyps = []
+    for path in paths:
+        audio, rate = sf.read(path, dtype="int16")
+        if rate != 16000:
+            raise ValueError(f"{path}: expected 16 kHz audio, got {rate} Hz")
+        decoder.start_utt()
+        decoder.process_raw(np.ascontiguousarray(audio).tobytes(), full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        hyps.append(normalize_text(hyp.hypstr) if hyp is not None else "")
+    return hyps
+
+
+def check_source(folder: Path, n: int) -> dict[str, float | int]:
+    rows = [ln.split("\t", 1) for ln in (folder / "transcripts.tsv").read_text().splitlines() if ln]
+    step = max(1, len(rows) // n)
+    picked = rows[::step][:n]
+    refs = [t for _, t in picked]
+    hyps = pocketsphinx_transcribe([folder / f for f, _ in picked])
+    shifted = refs[1:] + refs[:1]
+    score = [(r, h or "<empty>") for r, h in zip(refs, hyps)]
+    return {
+        "n": len(picked),
+        "paired_wer": float(jiwer.wer([r for r, _ in score], [h for _, h in score])),
+        "shifted_wer": float(jiwer.wer(shifted, [h for _, h in score])),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=None, help="prepare_real.py's --out (default $XLSR_RECIPE_DIR/real)")
+    ap.add_argument("--sources", default=None, help="comma-separated (default: every prepared source)")
+    ap.add_argument("--n", type=int, default=40, help="utterances per source")
+    args = ap.parse_args(argv)
+    out: Path = args.out or cache_dir() / "real"
+    names = args.sources.split(",") if args.sources else sorted(
+        p.parent.name for p in out.glob("*/transcripts.tsv"))
+    for name in names:
+        r = check_source(out / name, args.n)
+        print(f"{name:28s} n={r['n']:3d}  pocketsphinx WER vs own transcript {100 * r['paired_wer']:5.1f}%  "
+              f"vs shifted transcript {100 * r['shifted_wer']:5.1f}%", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
