@@ -16,16 +16,18 @@ import importlib.metadata
 import logging
 import ssl
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from .config import ServerConfig
 from .errors import ErrorCode, ErrorReport, SessionError, error_report
@@ -48,6 +50,12 @@ RETRY_AFTER_S = 5
 OVERSIZE_CAP = 4
 # How long finishing a stream may take before an error is sent anyway.
 SALVAGE_TIMEOUT_S = 10.0
+# Browsers cannot set an Authorization header on a WebSocket, so they offer the
+# token as a subprotocol "bearer.<token>" next to this one, which the server
+# selects (a browser fails a handshake that selects none of the offered ones).
+SUBPROTOCOL = "xlsr-stream"
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 def server_version() -> str:
@@ -151,6 +159,10 @@ class SpeechServer:
             # an overloaded server would otherwise cut streams off with 1011, finals lost.
             ping_interval=self.config.keepalive_interval_s,
             ping_timeout=None,
+            close_timeout=self.config.close_timeout_s,
+            open_timeout=self.config.handshake_timeout_s,
+            create_connection=self._connection_class(),
+            select_subprotocol=_select_subprotocol,
             # PCM barely compresses and deflate costs CPU the model needs.
             compression=None,
             ssl=self._ssl,
@@ -179,9 +191,25 @@ class SpeechServer:
         assert self._server is not None, "server not started"
         return int(self._server.sockets[0].getsockname()[1])
 
+    def unready_reason(self) -> str | None:
+        """Why a load balancer should send this replica no new streams now (None: ready).
+
+        Draining and full are both "not ready": the live streams go on, new ones
+        go elsewhere, and the replica turns ready again as soon as a slot frees.
+        """
+        if self._server is None:
+            return "not started"
+        if not self.worker.alive:
+            return "batching worker not running"
+        if self._draining.is_set():
+            return "draining"
+        if len(self._admitted) >= self.config.max_connections:
+            return f"full ({len(self._admitted)}/{self.config.max_connections} streams)"
+        return None
+
     @property
     def ready(self) -> bool:
-        return self._server is not None and self.worker.alive and not self._draining.is_set()
+        return self.unready_reason() is None
 
     async def shutdown(self) -> None:
         """Drain: live streams finish and get their finals, then everything stops."""
@@ -189,14 +217,16 @@ class SpeechServer:
             return
         logger.info("draining %d live stream(s)", len(self._sessions))
         self._draining.set()
-        # Stop listening; handshakes in progress are answered with 503.
-        self._server.close(close_connections=False)
+        # Keep listening while streams drain, so /readyz answers 503 (a load
+        # balancer sees "draining", not a refused connection) and upgrades get
+        # 503 + Retry-After.
         try:
             await asyncio.wait_for(self._no_sessions.wait(), self.config.drain_timeout_s)
         except asyncio.TimeoutError:
             logger.warning("drain timeout: closing %d stream(s) without finals", len(self._sessions))
             for session in list(self._sessions):
                 session.abort()
+        self._server.close()
         await self._server.wait_closed()
         await self.worker.stop()
         self._decode_pool.shutdown(wait=True, cancel_futures=True)
@@ -226,21 +256,25 @@ class SpeechServer:
         if path == "/healthz":
             return _text(connection, http.HTTPStatus.OK, "ok\n")
         if path == "/readyz":
-            if self.ready:
+            why = self.unready_reason()
+            if why is None:
                 return _text(connection, http.HTTPStatus.OK, "ready\n")
-            why = "draining" if self._draining.is_set() else "batching worker not running"
             return _text(connection, http.HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {why}\n")
         if path == "/metrics":
             self.metrics.queue_depth.set(self.worker.depth)
             body = self.metrics.exposition()
             headers = Headers([("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return Response(200, "OK", headers, body)
-        token = self.config.auth_token
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        refused = _origin_problem(request, self.config.allowed_origins)
+        if refused is not None:
+            self.metrics.rejected.labels("origin").inc()
+            logger.info("refused an upgrade: %s", refused)
+            return _text(connection, http.HTTPStatus.FORBIDDEN, f"{refused}\n")
+        if self.config.auth_token is not None:
+            refused = _credential_problem(request, self.config.auth_token)
+            if refused is not None:
                 self.metrics.rejected.labels("auth").inc()
-                response = _text(connection, http.HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
+                response = _text(connection, http.HTTPStatus.UNAUTHORIZED, f"{refused}\n")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="xlsr-stream"'
                 return response
         if self._draining.is_set():
@@ -266,6 +300,21 @@ class SpeechServer:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _connection_class(self) -> type[ServerConnection]:
+        """Connections counted from the TCP accept, so slow upgrades are bounded too."""
+        speech = self
+
+        class Connection(ServerConnection):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                server = self.server
+                handshaking = len(server.handler_tasks) - len(server.all_connections)
+                if handshaking > speech.config.max_handshakes:
+                    speech.metrics.rejected.labels("handshakes").inc()
+                    self.transport.abort()
+
+        return Connection
 
     # ---- WebSocket sessions ----
 
@@ -305,6 +354,64 @@ def _window_seconds(engine: Any) -> Any:
     return lambda _request: chunk_s
 
 
+def _select_subprotocol(connection: ServerConnection, offered: Any) -> Subprotocol | None:
+    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+
+
+def _origin_problem(request: Request, allowed: tuple[str, ...]) -> str | None:
+    """Why a browser page may not open a stream here (None: it may).
+
+    Clients that are not browsers send no Origin and pass.  A page may when it
+    is the server's own (same host and port), served from localhost, or listed.
+    """
+    origins = request.headers.get_all("Origin")
+    if not origins:
+        return None
+    if len(origins) > 1:
+        return "more than one Origin header"
+    origin = origins[0].strip().lower()
+    if "*" in allowed or origin in (o.lower() for o in allowed):
+        return None
+    parts = urlsplit(origin)
+    host = request.headers.get_all("Host")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        if len(host) == 1 and parts.netloc == host[0].strip().lower():
+            return None
+        if parts.hostname is not None and (parts.netloc.rsplit(":", 1)[0] in _LOCAL_HOSTS):
+            return None
+    return f"pages from origin {origin[:100]!r} may not open streams here (server option --allowed-origin)"
+
+
+def _credential_problem(request: Request, token: str) -> str | None:
+    """Why the upgrade's credentials do not pass (None: they do); the token is never echoed.
+
+    Accepted: "Authorization: Bearer <token>" (one header), a "bearer.<token>"
+    subprotocol (browsers), or ?token=<token> (clients that can set neither;
+    URLs end up in proxy logs, so prefer the others).
+    """
+    headers = request.headers.get_all("Authorization")
+    if len(headers) > 1:
+        return "more than one Authorization header"
+    given: list[str] = []
+    if headers:
+        scheme, _, value = headers[0].strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return "Authorization header must be 'Bearer <token>'"
+        given.append(value.strip())
+    for header in request.headers.get_all("Sec-WebSocket-Protocol"):
+        for offered in header.split(","):
+            offered = offered.strip()
+            if offered.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+                given.append(offered[len(TOKEN_SUBPROTOCOL_PREFIX) :])
+    given.extend(parse_qs(urlsplit(request.path).query).get("token", []))
+    if not given:
+        return "missing bearer token"
+    expected = token.encode()
+    if all(hmac.compare_digest(candidate.encode(), expected) for candidate in given):
+        return None
+    return "wrong bearer token"
+
+
 def _text(connection: ServerConnection, status: http.HTTPStatus, text: str) -> Response:
     return connection.respond(status, text)
 
@@ -327,6 +434,7 @@ class _Session:
         self.driver: StreamDriver | None = None
         self.done = False
         self._started = time.monotonic()
+        self._send_failure: SessionError | None = None  # set when a background send timed out
 
     async def run(self) -> None:
         metrics = self.server.metrics
@@ -345,7 +453,10 @@ class _Session:
                 await self.handle(self.proto_receive(frame))
         except ConnectionClosed as exc:
             outcome = "disconnected"
-            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+            if self._send_failure is not None:
+                outcome = self._send_failure.code.text
+                metrics.errors.labels(outcome).inc()
+            elif exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 outcome = ErrorCode.MESSAGE_TOO_BIG.text
                 metrics.errors.labels(outcome).inc()
         except asyncio.CancelledError:
@@ -357,11 +468,16 @@ class _Session:
             metrics.errors.labels(outcome).inc()
             if report.code is not ErrorCode.INTERNAL_ERROR:
                 logger.info("%s session closed: %s", self.protocol_name, report.close_reason)
-            with contextlib.suppress(ConnectionClosed):
-                if report.code.keeps_stream:
-                    await self._salvage()
-                await self.send_error(report)
-                await self.ws.close(report.close_code, report.close_reason)
+            if not report.code.reaches_client:
+                self.abort()
+            else:
+                try:
+                    if report.code.keeps_stream:
+                        await self._salvage()
+                    await self.send_error(report)
+                    await self.close(report.close_code, report.close_reason)
+                except (ConnectionClosed, SessionError):  # the client stopped reading meanwhile
+                    self.abort()
         finally:
             drain_waiter.cancel()
             if self.driver is not None:
@@ -371,6 +487,46 @@ class _Session:
 
     def abort(self) -> None:
         self.ws.transport.abort()
+
+    async def send(self, message: str) -> None:
+        """Send one message; a client that takes none for ``send_timeout_s`` is cut.
+
+        Without the bound a client that never reads would hold its session and
+        its connection slot forever: the send waits for its TCP window.
+        """
+        # The session limit holds here too; past it, finals still get close_timeout_s.
+        session_left = self._started + self.config.max_session_s + self.config.close_timeout_s - time.monotonic()
+        timeout = max(0.01, min(self.config.send_timeout_s, session_left))
+        try:
+            await asyncio.wait_for(self.ws.send(message), timeout)
+        except asyncio.TimeoutError:
+            if timeout < self.config.send_timeout_s:
+                raise self._session_too_long() from None
+            raise SessionError(
+                ErrorCode.SEND_TIMEOUT, f"client read no message for {timeout:.3g} s; closing"
+            ) from None
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """The closing handshake, promptly.
+
+        Frames the client sent before our close frame are read and dropped
+        meanwhile: websockets stops reading TCP while unread frames wait, and the
+        client's close reply would sit behind them until the close timeout.
+        """
+        discard = asyncio.get_running_loop().create_task(self._discard_frames())
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code, reason), self.config.send_timeout_s + self.config.close_timeout_s
+            )
+        except asyncio.TimeoutError:  # the client reads nothing, not even our close frame
+            self.abort()
+        finally:
+            discard.cancel()
+
+    async def _discard_frames(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self.ws.recv()
 
     async def _salvage(self) -> None:
         """Before an error closes the session, send what was already recognised.
@@ -389,7 +545,14 @@ class _Session:
             logger.warning("%s session: could not flush finals before the error", self.protocol_name, exc_info=True)
 
     async def _next_frame(self, drain_waiter: asyncio.Task[Any]) -> str | bytes | None:
-        """The next frame, None when the server drains; enforces idle and session limits."""
+        """The next frame, None when the server drains; enforces idle and session limits.
+
+        A drain wins over frames already queued: a client sending faster than
+        real time always has one, and would otherwise be read until the drain
+        timeout cut it without its finals.
+        """
+        if drain_waiter.done():
+            return None
         now = time.monotonic()
         session_left = self._started + self.config.max_session_s - now
         timeout = min(self.config.idle_timeout_s, session_left)
@@ -482,31 +645,83 @@ class _VoskSession(_Session):
         if isinstance(command, AudioIn):
             await driver.feed(command.samples)
             await driver.wait_idle()  # the reply reflects this block, as vosk's does
-            await self.ws.send(self.proto.audio_reply())
+            await self.send(self.proto.audio_reply())
         elif isinstance(command, Reset):
             await driver.reset()
-            await self.ws.send(self.proto.final_reply())
+            await self.send(self.proto.final_reply())
         elif isinstance(command, Finish):
             await driver.finish()
-            await self.ws.send(self.proto.final_reply())
+            await self.send(self.proto.final_reply())
             self.done = True
-            await self.ws.close(CloseCode.NORMAL_CLOSURE)
+            await self.close(CloseCode.NORMAL_CLOSURE)
 
     async def on_drain(self) -> None:
         if self.driver is not None:
             await self.flush_finals(self.driver)
-        await self.ws.close(CloseCode.GOING_AWAY, "shutting_down: server is shutting down")
+        await self.close(CloseCode.GOING_AWAY, "shutting_down: server is shutting down")
 
     async def flush_finals(self, driver: StreamDriver) -> None:
         await driver.finish()
-        await self.ws.send(self.proto.final_reply())
+        await self.send(self.proto.final_reply())
 
     def on_events(self, events: list[TimedEvent]) -> None:
         self.proto.accept_events(events)
 
     async def send_error(self, report: ErrorReport) -> None:
         # Not part of vosk's protocol, but harmless: its clients print what they get.
-        await self.ws.send(dumps({"error": report.message, "code": report.code.text}))
+        await self.send(dumps({"error": report.message, "code": report.code.text}))
+
+
+class _Outbox:
+    """Native results waiting for the sender: every final, and only the newest partial.
+
+    A partial is stale once anything is queued behind it, so it is dropped then.
+    While a send is blocked the queue holds the finals made meanwhile and at most
+    one partial, and a send blocks for at most ``send_timeout_s``.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, bool]] = deque()  # (message, is a partial)
+        self._queued = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing queued and nothing being sent, or failed
+        self._idle.set()
+        self._sending = False
+        self._failure: BaseException | None = None
+
+    def put(self, message: str, *, partial: bool) -> None:
+        if self._failure is not None:
+            return
+        if self._items and self._items[-1][1]:
+            self._items.pop()
+        self._items.append((message, partial))
+        self._queued.set()
+        self._idle.clear()
+
+    async def get(self) -> str:
+        while not self._items:
+            self._queued.clear()
+            await self._queued.wait()
+        self._sending = True
+        return self._items.popleft()[0]
+
+    def task_done(self) -> None:
+        self._sending = False
+        if not self._items:
+            self._idle.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._items.clear()
+        self._idle.set()
+
+    async def join(self) -> None:
+        """Until everything queued was sent; raises what stopped the sender."""
+        await self._idle.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def __len__(self) -> int:
+        return len(self._items) + self._sending
 
 
 class _NativeSession(_Session):
@@ -515,14 +730,14 @@ class _NativeSession(_Session):
     def __init__(self, server: SpeechServer, ws: ServerConnection) -> None:
         super().__init__(server, ws)
         self.proto = NativeProtocol(server.info)
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outbox = _Outbox()
         self._sender: asyncio.Task[None] | None = None
 
     def proto_receive(self, frame: str | bytes) -> Command:
         return self.proto.receive(frame)
 
     async def on_open(self) -> None:
-        await self.ws.send(self.proto.hello())
+        await self.send(self.proto.hello())
 
     async def before_read(self) -> None:
         if self.driver is not None:
@@ -531,7 +746,7 @@ class _NativeSession(_Session):
     async def handle(self, command: Command) -> None:
         if isinstance(command, Configure):
             driver = await self.ensure_driver(command.options)
-            await self.ws.send(self.proto.started(driver.lm_active))
+            await self.send(self.proto.started(driver.lm_active))
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
             return
         current = self.driver
@@ -543,11 +758,11 @@ class _NativeSession(_Session):
         elif isinstance(command, Finish):
             await self._finish(current)
             self.done = True
-            await self.ws.close(CloseCode.NORMAL_CLOSURE)
+            await self.close(CloseCode.NORMAL_CLOSURE)
 
     async def _finish(self, driver: StreamDriver) -> None:
         await self.flush_finals(driver)
-        await self.ws.send(self.proto.end(driver.segments, driver.audio_seconds))
+        await self.send(self.proto.end(driver.segments, driver.audio_seconds))
 
     async def flush_finals(self, driver: StreamDriver) -> None:
         await driver.finish()
@@ -557,26 +772,34 @@ class _NativeSession(_Session):
     async def on_drain(self) -> None:
         if self.driver is not None:
             await self._finish(self.driver)
-        await self.ws.close(CloseCode.GOING_AWAY, "shutting_down: server is shutting down")
+        await self.close(CloseCode.GOING_AWAY, "shutting_down: server is shutting down")
 
     def on_events(self, events: list[TimedEvent]) -> None:
         for message in self.proto.event_messages(events):
-            self._outbox.put_nowait(message)
+            self._outbox.put(message, partial=message.startswith('{"type":"partial"'))
 
     async def _send_loop(self) -> None:
-        while True:
-            message = await self._outbox.get()
-            try:
-                # A partial with anything queued behind it is already stale.
-                if not (message.startswith('{"type":"partial"') and not self._outbox.empty()):
-                    await self.ws.send(message)
-            except ConnectionClosed:
-                pass
-            finally:
-                self._outbox.task_done()
+        """Sends results as they come; any failure ends the session, never just the sender."""
+        try:
+            while True:
+                message = await self._outbox.get()
+                try:
+                    await self.send(message)
+                finally:
+                    self._outbox.task_done()
+        except Exception as exc:
+            self._outbox.fail(exc)  # a flush waiting for the outbox raises it
+            if isinstance(exc, ConnectionClosed):
+                return
+            if isinstance(exc, SessionError):
+                self._send_failure = exc
+                logger.info("%s session closed: %s", self.protocol_name, exc.message)
+            else:
+                logger.error("native session: sending results failed", exc_info=exc)
+            self.abort()  # the reader, wherever it waits, sees the connection close
 
     async def send_error(self, report: ErrorReport) -> None:
-        await self.ws.send(NativeProtocol.error(report))
+        await self.send(NativeProtocol.error(report))
 
     async def run(self) -> None:
         try:

@@ -44,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--auth-token",
         default=None,
-        help=f"require 'Authorization: Bearer TOKEN' on upgrades (or set ${TOKEN_ENV}, "
-        "which keeps it out of ps)",
+        help=f"require 'Authorization: Bearer TOKEN' on upgrades, or from browsers a 'bearer.TOKEN' "
+        f"subprotocol (or set ${TOKEN_ENV}, which keeps it out of ps)",
+    )
+    net.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="web page origin (https://app.example.com) that may open streams, besides same-origin and "
+        "localhost pages; repeat for more, '*' for any",
     )
 
     vosk = parser.add_argument_group("vosk protocol")
@@ -90,6 +98,30 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=_DEFAULTS.keepalive_interval_s,
         help="seconds between keepalive pings (a late pong never closes a stream)",
+    )
+    limits.add_argument(
+        "--send-timeout",
+        type=float,
+        default=_DEFAULTS.send_timeout_s,
+        help="seconds a client may leave one message unread before it is cut",
+    )
+    limits.add_argument(
+        "--close-timeout",
+        type=float,
+        default=_DEFAULTS.close_timeout_s,
+        help="seconds to wait for a client's close reply",
+    )
+    limits.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=_DEFAULTS.max_handshakes,
+        help="connections still in the HTTP upgrade; more are closed at once",
+    )
+    limits.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=_DEFAULTS.handshake_timeout_s,
+        help="seconds an HTTP upgrade may take",
     )
     limits.add_argument(
         "--drain-timeout",
@@ -144,6 +176,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_backlog_s=args.max_backlog,
         keepalive_interval_s=args.keepalive_interval,
         drain_timeout_s=args.drain_timeout,
+        send_timeout_s=args.send_timeout,
+        close_timeout_s=args.close_timeout,
+        max_handshakes=args.max_handshakes,
+        handshake_timeout_s=args.handshake_timeout,
+        allowed_origins=tuple(args.allowed_origin),
         decode_threads=args.decode_threads,
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
         vosk_sample_rate=vosk_sample_rate(args.vosk_sample_rate),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from streaming.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
@@ -9,6 +10,9 @@ from streaming.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 __all__ = ["HTTP_PATHS", "ServerConfig"]
 
 HTTP_PATHS = ("/healthz", "/readyz", "/metrics")  # plain HTTP routes; every other path but native_path is vosk
+
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")  # fits an HTTP header as is
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -56,11 +60,28 @@ class ServerConfig:
     keepalive_interval_s: float = 20.0
     # On SIGTERM, live streams get this long to receive their finals.
     drain_timeout_s: float = 30.0
+    # Longest wait for a client's TCP window to take one message.  A client that
+    # reads nothing for this long is cut and its slot freed; 10 s rides out a
+    # mobile link's stall (partials meanwhile collapse into the newest one).
+    send_timeout_s: float = 10.0
+    # Wait for the client's close reply.  Its unread frames are discarded while
+    # the server waits, so a live client answers within a round trip.
+    close_timeout_s: float = 2.0
+    # Connections still in the HTTP upgrade (slow or silent ones), and how long
+    # one may take: each holds a socket, so both are bounded.
+    max_handshakes: int = 64
+    handshake_timeout_s: float = 10.0
     # Threads for per-stream decoding (beam search, LM); the model forward has its
     # own single thread (torch parallelises inside it).  Two threads let one
     # stream's decode overlap another's on a 2-core machine.
     decode_threads: int = 2
-    auth_token: str | None = None  # when set, WebSocket upgrades need "Authorization: Bearer <token>"
+    # When set, WebSocket upgrades need it: "Authorization: Bearer <token>", or for
+    # browsers (which cannot set headers) a "bearer.<token>" WebSocket subprotocol.
+    auth_token: str | None = None
+    # Web pages (Origin values) that may open streams besides same-origin and
+    # localhost pages: exact origins ("https://app.example.com") or "*" for any.
+    # Without the check any page in a local browser could use a token-less server.
+    allowed_origins: tuple[str, ...] = ()
     # vosk-server answers on every path (its Node sample uses /asr/en/), so every
     # path but this one and the HTTP routes speaks vosk.
     native_path: str = "/v1/stream"  # versioned: a v2 protocol would get its own path
@@ -80,8 +101,21 @@ class ServerConfig:
         _check_range("keepalive_interval_s", self.keepalive_interval_s, 0.01, 3600.0)
         _check_range("drain_timeout_s", self.drain_timeout_s, 0.0, 3600.0)
         _check_range("decode_threads", self.decode_threads, 1, 64)
-        if self.auth_token is not None and not self.auth_token.strip():
-            raise ValueError("auth_token must be a non-empty string or None")
+        _check_range("send_timeout_s", self.send_timeout_s, 0.01, 3600.0)
+        _check_range("close_timeout_s", self.close_timeout_s, 0.01, 600.0)
+        _check_range("max_handshakes", self.max_handshakes, 1, 100_000)
+        _check_range("handshake_timeout_s", self.handshake_timeout_s, 0.01, 600.0)
+        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+        for origin in self.allowed_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"allowed_origins entries must be * or scheme://host[:port] with no path, got {origin!r}"
+                )
+        if self.auth_token is not None and not _TOKEN.fullmatch(self.auth_token):
+            raise ValueError(
+                "auth_token must be 1-512 visible ASCII characters without spaces (browsers can send "
+                "it as a subprotocol only if it also avoids ( ) < > @ , ; : \\ \" / [ ] ? = { }), or None"
+            )
         if not self.native_path.startswith("/"):
             raise ValueError(f"native_path must start with '/', got {self.native_path!r}")
         if self.native_path in HTTP_PATHS:

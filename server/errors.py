@@ -17,6 +17,7 @@ paths and library messages never reach a client.
     idle_timeout       1008         no message for ``idle_timeout_s``
     session_too_long   1008         session longer than ``max_session_s``
     message_too_big    1009         message over ``max_message_bytes``
+    send_timeout       1008         client read nothing for ``send_timeout_s`` (connection cut)
     internal_error     1011         anything unexpected; details only in the server log
     shutting_down      1001         server drained this stream on SIGTERM
 """
@@ -47,6 +48,7 @@ class ErrorCode(enum.Enum):
     IDLE_TIMEOUT = ("idle_timeout", CloseCode.POLICY_VIOLATION)
     SESSION_TOO_LONG = ("session_too_long", CloseCode.POLICY_VIOLATION)
     MESSAGE_TOO_BIG = ("message_too_big", CloseCode.MESSAGE_TOO_BIG)
+    SEND_TIMEOUT = ("send_timeout", CloseCode.POLICY_VIOLATION)
     INTERNAL_ERROR = ("internal_error", CloseCode.INTERNAL_ERROR)
     SHUTTING_DOWN = ("shutting_down", CloseCode.GOING_AWAY)
 
@@ -61,7 +63,12 @@ class ErrorCode(enum.Enum):
         The client (or a limit) ended it, not the engine, so what was already
         recognised is flushed to the client as finals before the error.
         """
-        return self not in (ErrorCode.INTERNAL_ERROR, ErrorCode.SHUTTING_DOWN)
+        return self not in (ErrorCode.INTERNAL_ERROR, ErrorCode.SHUTTING_DOWN, ErrorCode.SEND_TIMEOUT)
+
+    @property
+    def reaches_client(self) -> bool:
+        """Whether an error message and close frame can be written: not to a client that reads nothing."""
+        return self is not ErrorCode.SEND_TIMEOUT
 
     @property
     def close_code(self) -> int:

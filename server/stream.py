@@ -68,6 +68,7 @@ class StreamDriver:
         self._in_flight = 0  # windows submitted, not yet decoded
         self._changed = asyncio.Condition()
         self._failure: BaseException | None = None
+        self._notifiers: set[asyncio.Task[None]] = set()  # fail() wake-ups, kept until done
         self._closed = False
         # Arrival bookkeeping for latency: cumulative seconds of audio after each
         # message, and when that message arrived (monotonic clock).
@@ -195,8 +196,11 @@ class StreamDriver:
             self._outputs.put_nowait((requests, outputs))
 
     def fail(self, exc: BaseException) -> None:
-        self._failure = exc
-        asyncio.get_running_loop().create_task(self._notify())
+        if self._failure is None:
+            self._failure = exc
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._notifiers.add(task)
+        task.add_done_callback(self._notifiers.discard)
 
     # ---- internals ----
 

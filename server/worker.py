@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -59,6 +60,8 @@ class BatchingWorker:
         # One thread: forwards run one at a time and torch uses the cores inside each.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._task: asyncio.Task[None] | None = None
+        self._streams: weakref.WeakSet[WindowSink] = weakref.WeakSet()  # every stream that submitted
+        self._death: BaseException | None = None
         self.batches = 0
 
     @property
@@ -83,6 +86,10 @@ class BatchingWorker:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, stream: WindowSink, requests: Sequence[Any]) -> None:
+        if self._death is not None:
+            stream.fail(self._death)
+            return
+        self._streams.add(stream)
         for request in requests:
             self._queue.put_nowait((stream, request))
         self._metrics.queue_depth.set(self._queue.qsize())
@@ -108,40 +115,52 @@ class BatchingWorker:
         return [(stream, request) for stream, request in batch if not stream.closed]
 
     async def _run(self) -> None:
+        """The worker loop; if it ever dies, every stream is failed, none waits forever."""
+        try:
+            while True:
+                batch = await self._collect()
+                try:
+                    await self._forward(batch)
+                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # one bad batch must not kill the worker
+                    logger.exception("batching worker: a batch of %d windows failed", len(batch))
+                    for stream in {id(s): s for s, _ in batch}.values():
+                        stream.fail(exc)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            logger.critical("batching worker died; failing every stream", exc_info=exc)
+            self._death = RuntimeError(f"batching worker died: {type(exc).__name__}")
+            streams = list(self._streams)
+            while not self._queue.empty():
+                streams.append(self._queue.get_nowait()[0])
+            for stream in {id(s): s for s in streams}.values():
+                stream.fail(self._death)
+
+    async def _forward(self, batch: list[tuple[WindowSink, Any]]) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            self._metrics.queue_depth.set(self._queue.qsize())
-            if not batch:
-                continue
-            requests = [request for _, request in batch]
-            started = time.perf_counter()
-            try:
-                outputs = await loop.run_in_executor(self._executor, self._engine.run_windows, requests)
-                if len(outputs) != len(requests):
-                    raise RuntimeError(
-                        f"run_windows returned {len(outputs)} outputs for {len(requests)} windows"
-                    )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one bad batch must not kill the worker
-                logger.exception("model forward failed for a batch of %d windows", len(requests))
-                for stream in {id(s): s for s, _ in batch}.values():
-                    stream.fail(exc)
-                continue
-            elapsed = time.perf_counter() - started
-            self.batches += 1
-            self._metrics.batch_size.observe(len(requests))
-            self._metrics.forward_seconds.observe(elapsed)
-            if self._window_seconds is not None:
-                audio = sum(self._window_seconds(r) for r in requests)
-                if audio > 0:
-                    self._metrics.rtf.observe(elapsed / audio)
-            per_stream: dict[int, tuple[WindowSink, list[Any], list[Any]]] = {}
-            for (stream, request), output in zip(batch, outputs, strict=True):
-                entry = per_stream.setdefault(id(stream), (stream, [], []))
-                entry[1].append(request)
-                entry[2].append(output)
-            for stream, reqs, outs in per_stream.values():
-                if not stream.closed:
-                    stream.deliver(reqs, outs)
+        self._metrics.queue_depth.set(self._queue.qsize())
+        if not batch:
+            return
+        requests = [request for _, request in batch]
+        started = time.perf_counter()
+        outputs = await loop.run_in_executor(self._executor, self._engine.run_windows, requests)
+        if len(outputs) != len(requests):
+            raise RuntimeError(f"run_windows returned {len(outputs)} outputs for {len(requests)} windows")
+        elapsed = time.perf_counter() - started
+        self.batches += 1
+        self._metrics.batch_size.observe(len(requests))
+        self._metrics.forward_seconds.observe(elapsed)
+        if self._window_seconds is not None:
+            audio = sum(self._window_seconds(r) for r in requests)
+            if audio > 0:
+                self._metrics.rtf.observe(elapsed / audio)
+        per_stream: dict[int, tuple[WindowSink, list[Any], list[Any]]] = {}
+        for (stream, request), output in zip(batch, outputs, strict=True):
+            entry = per_stream.setdefault(id(stream), (stream, [], []))
+            entry[1].append(request)
+            entry[2].append(output)
+        for stream, reqs, outs in per_stream.values():
+            if not stream.closed:
+                stream.deliver(reqs, outs)
