@@ -498,12 +498,13 @@ class WeightAverage:
         return twin
 
 
-def save_ckpt(d: Path, model, opt, state: dict, keep: int = 2, ema: WeightAverage | None = None) -> Path:
+def save_ckpt(d: Path, model, opt, state: dict, keep: int = 2, ema: WeightAverage | None = None,
+              extra: dict | None = None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"ckpt-{state['step']:08d}.pt"
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                "config": model.config.to_dict(), "ema": None if ema is None else ema.avg}, tmp)
+                "config": model.config.to_dict(), "ema": None if ema is None else ema.avg, **(extra or {})}, tmp)
     os.replace(tmp, path)
     for old in list_ckpts(d)[:-keep]:
         old.unlink(missing_ok=True)
