@@ -6,6 +6,7 @@
 #   recipe/run_all.sh --stop     # stop the background jobs (training writes a checkpoint first)
 #   recipe/run_all.sh --export   # newest checkpoint -> models/en-small (+ evaluation in the card)
 #   recipe/run_all.sh --evaluate-engine  # greedy/LM x streaming/offline via xlsr-stream eval -> the card
+#   recipe/run_all.sh --distill  # issue 13: real speech, Whisper teacher, distilled student (background)
 #   recipe/run_all.sh --smoke    # CI: seconds of data, 2 training steps, export to a temp dir,
 #                                # load it with transformers and transcribe (< 2 min)
 #
@@ -68,10 +69,23 @@ with torch.no_grad():
     ids = model(**inp).logits.argmax(-1)
 print("smoke transcript:", repr(proc.batch_decode(ids)[0]))
 EOF
+  # issue 13's stages with a tiny random stand-in teacher (CI has no Whisper wheels): teacher features,
+  # head training, pseudo-labels, targets, two distillation steps (one streamed), export, load
+  "$PY" teacher.py standin
+  "$PY" teacher.py features --synth-hours 1
+  "$PY" teacher.py train --synth-hours 1 --steps 3 --head-steps 2 --frames-per-batch 1500
+  "$PY" teacher.py label --synth-hours 1
+  "$PY" teacher.py targets --synth-hours 1
+  "$PY" distill.py --init "$CACHE/model" --synth-hours 1 --max-steps 2 --stream-prob 0.5 --batch-seconds 12 \
+        --log-every 2
+  "$PY" export.py --checkpoint "$(ls "$CACHE"/distill/ckpt-*.pt | tail -n 1)" --out "$CACHE/model-distilled"
+  grep -q '"step": 2' "$CACHE/logs/distill-eval.jsonl"
   # ... and with the engine, as users will: streaming transcription through the CLI.
   first="$(head -n 1 "$CACHE/eval/synth-dev/transcripts.tsv" | cut -f1)"
   (cd "$ROOT" && "$PY" -m cli transcribe "$CACHE/eval/synth-dev/$first" --model "$CACHE/model" --no-lm --json) \
     | tail -n 1 | grep -q '"reason": "finish"'
+  (cd "$ROOT" && "$PY" -m cli transcribe "$CACHE/eval/synth-dev/$first" --model "$CACHE/model-distilled" --no-lm \
+    --json) | tail -n 1 | grep -q '"reason": "finish"'
   echo "smoke OK"
   exit 0
 fi
@@ -82,16 +96,18 @@ mkdir -p "$CACHE/logs"
 
 case "$mode" in
   --status)
-    for n in synth train; do
-      if alive "$CACHE/$n.pid" "$n.py"; then echo "$n: running (pid $(cat "$CACHE/$n.pid"))"; else echo "$n: stopped"; fi
+    for n in synth train distill; do
+      if alive "$CACHE/$n.pid" "$n"; then echo "$n: running (pid $(cat "$CACHE/$n.pid"))"; else echo "$n: stopped"; fi
     done
     tail -n 2 "$CACHE/logs/synth.log" 2>/dev/null || true
     grep -E "step|eval" "$CACHE/logs/train.log" 2>/dev/null | tail -n 3 || true
+    tail -n 2 "$CACHE/logs/teacher.log" "$CACHE/logs/distill.log" 2>/dev/null || true
     ;;
   --stop)
     for n in train synth; do
       if alive "$CACHE/$n.pid" "$n.py"; then kill -TERM "$(cat "$CACHE/$n.pid")" && echo "sent TERM to $n"; fi
     done
+    if alive "$CACHE/distill.pid" distill; then kill -TERM -- "-$(cat "$CACHE/distill.pid")" && echo "sent TERM to distill"; fi
     ;;
   --export)
     "$PY" export.py --evaluate
@@ -99,13 +115,21 @@ case "$mode" in
   --evaluate-engine)
     "$PY" evaluate.py --engine
     ;;
+  --distill)  # issue 13: real speech + Whisper teacher -> distilled student, in the background
+    "$PY" prepare_text.py
+    start_bg synth 10 synth.py --weights piper:2,flite:1,festival:1,espeak:0.25 --target-hours 3 --fast-first-hours 0
+    if alive "$CACHE/distill.pid" distill; then echo "distill already running"; else
+      MALLOC_ARENA_MAX=2 setsid nohup nice -n 5 bash distill_all.sh >> "$CACHE/logs/distill.out" 2>&1 < /dev/null &
+      echo $! > "$CACHE/distill.pid"; echo "started distill_all.sh (pid $!), log $CACHE/logs/distill.out"
+    fi
+    ;;
   run)
     "$PY" prepare_text.py
     start_bg synth 10 synth.py
     start_bg train 5 train.py
     ;;
   *)
-    echo "usage: $0 [--smoke|--status|--stop|--export|--evaluate-engine]" >&2
+    echo "usage: $0 [--smoke|--status|--stop|--export|--evaluate-engine|--distill]" >&2
     exit 2
     ;;
 esac

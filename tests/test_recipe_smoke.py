@@ -24,4 +24,5 @@ def test_recipe_smoke_runs_every_step():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "smoke transcript:" in proc.stdout
     assert "streamed 1/1 (memory 1)" in proc.stdout + proc.stderr  # step 1 went through as the engine streams
+    assert "streamed 1/2" in proc.stdout + proc.stderr  # distillation: one whole-utterance step, one streamed
     assert proc.stdout.rstrip().endswith("smoke OK")
