@@ -338,9 +338,11 @@ class Item:
         return hashlib.sha1(self.path.encode()).hexdigest()[:16]
 
 
-def real_items(root: Path) -> list[Item]:
+def real_items(root: Path, untranscribed_s: float = float("inf")) -> list[Item]:
     """Transcribed real speech laid out by ``prepare_real.py``: ``<root>/<source>/transcripts.tsv``
-    (+ ``speakers.tsv``); and ``<root>/untranscribed/<source>/*.flac`` with an empty text."""
+    (+ ``speakers.tsv``); and, up to ``untranscribed_s`` seconds of it, the audio of
+    ``<root>/untranscribed/<source>/*.flac`` with an empty text (a subset spread over speakers and
+    sources: files in the order of a hash of their names)."""
     items: list[Item] = []
     for tsv in sorted(root.glob("*/transcripts.tsv")):
         folder = tsv.parent
@@ -349,10 +351,17 @@ def real_items(root: Path) -> list[Item]:
             text = normalize_text(text)
             if text:
                 items.append(Item(str(folder / name), text, folder.name, speakers.get(name, folder.name)))
+    rest = []
     for folder in sorted((root / "untranscribed").glob("*/")):
         speakers = _tsv(folder / "speakers.tsv")
         for f in sorted(folder.glob("*.flac")):
-            items.append(Item(str(f), "", "untranscribed/" + folder.name, speakers.get(f.name, folder.name)))
+            rest.append(Item(str(f), "", "untranscribed/" + folder.name, speakers.get(f.name, folder.name)))
+    total = 0.0
+    for it in sorted(rest, key=lambda it: it.key):
+        if total >= untranscribed_s:
+            break
+        items.append(it)
+        total += sf.info(it.path).duration
     return items
 
 
@@ -369,7 +378,9 @@ def synthetic_items(shard_root: Path, limit_s: float) -> list[Item]:
     out_dir.mkdir(parents=True, exist_ok=True)
     items: list[Item] = []
     total = 0.0
-    for meta in sorted(shard_root.glob("*.json")):
+    # interleave the sources (shard 0 of each, then shard 1, ...) so a small limit still has every voice
+    metas = sorted(shard_root.glob("*.json"), key=lambda m: (m.stem.rsplit("-", 1)[-1], m.stem))
+    for meta in metas:
         d = json.loads(meta.read_text())
         source = meta.stem.split("-")[0]
         audio = None
@@ -657,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ct2", help="CTranslate2 Whisper folder (default: assembled from the PyPI wheels)")
     ap.add_argument("--real", default=str(cache_dir() / "real"), help="prepare_real.py's output")
     ap.add_argument("--synth-hours", type=float, default=3.0, help="synthetic speech the teacher sees")
+    ap.add_argument("--untranscribed-hours", type=float, default=float("inf"),
+                    help="at most this much untranscribed real speech (pseudo-labels, distillation targets)")
     ap.add_argument("--first-trainable", type=int, default=6,
                     help="layers below this are frozen and their output cached (6: the head alone trains)")
     ap.add_argument("--dev-speakers", default="", help="comma-separated speakers held out as the dev set")
@@ -679,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     arrays = read_ct2(find_whisper_model(args.ct2) / "model.bin", prefix="encoder/")
     enc = whisper_encoder(arrays)
-    items = real_items(Path(args.real)) + synthetic_items(cache_dir() / "shards" / "train", args.synth_hours * 3600)
+    items = (real_items(Path(args.real), args.untranscribed_hours * 3600)
+             + synthetic_items(cache_dir() / "shards" / "train", args.synth_hours * 3600))
     dev_speakers = {s for s in args.dev_speakers.split(",") if s}
     if args.step == "features":
         cache_features(enc, items, args.first_trainable, log)
