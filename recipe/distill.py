@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     limit_conv_gradients(model, args.conv_frozen_layers)
     held = [(it.path, it.text) for it in items if it.speaker in dev_speakers and it.text]
     eval_sets = {**real_sets(), **({"held-out-speakers": held[:150]} if held else {})}
+    if held:  # the same set for `evaluate.py --engine --sets`
+        from evaluate import eval_folder
+
+        eval_folder("held-out-speakers", held)
     log_line(log, f"start step {state['step']}: {len(data)} utterances "
                   f"({sum(e.seconds for e in data) / 3600:.2f} h, {sum(bool(e.text) for e in data)} with text), "
                   f"args {vars(args)}")

@@ -27,24 +27,29 @@ from pathlib import Path
 from common import cache_dir
 
 
+def eval_folder(name: str, rows: list[tuple[str, str]]) -> Path:
+    """``$XLSR_RECIPE_DIR/eval/<name>``: symlinks to the audio of ``rows`` (path, transcript) and a
+    transcripts.tsv, for ``xlsr-stream eval``. Files of the same name in different folders get the
+    parent folder's name as a prefix."""
+    out = cache_dir() / "eval" / name
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    names = [Path(p).name for p, _ in rows]
+    for path, ref in rows:
+        base = Path(path).name
+        link = out / (base if names.count(base) == 1 else f"{Path(path).parent.name}-{base}")
+        if not link.exists():
+            link.symlink_to(path)
+        lines.append(f"{link.name}\t{ref}")
+    (out / "transcripts.tsv").write_text("\n".join(lines) + "\n")
+    return out
+
+
 def real_folders() -> list[Path]:
-    """The real-speech dev sets (``librivox``, ``real-short``) as transcripts.tsv folders of
-    symlinks, for ``xlsr-stream eval``."""
+    """The real-speech dev sets (``librivox``, ``real-short``) as folders for ``xlsr-stream eval``."""
     from train import real_sets
 
-    folders = []
-    for name, rows in real_sets().items():
-        out = cache_dir() / "eval" / name
-        out.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for path, ref in rows:
-            link = out / Path(path).name
-            if not link.exists():
-                link.symlink_to(path)
-            lines.append(f"{link.name}\t{ref}")
-        (out / "transcripts.tsv").write_text("\n".join(lines) + "\n")
-        folders.append(out)
-    return folders
+    return [eval_folder(name, rows) for name, rows in real_sets().items()]
 
 
 def evaluate_model_dir(model_dir: Path, folders: list[Path] | None = None, limit: int = 0,
