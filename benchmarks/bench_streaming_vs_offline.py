@@ -27,8 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.evaluate import _wer_many, normalize_text, read_transcripts  # noqa: E402
+from cli.evaluate import read_transcripts  # noqa: E402
 from client.audio_files import AudioFile  # noqa: E402
+from scoring import normalize_for_scoring, word_error_rate  # noqa: E402
 from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
 
 SETTINGS = "1.0/0.6/0.4,2.0/1.6/0.4,1.0/6.0/0.4m,1.0/6.0/0.6m"  # chunk/left/right s; m: attention memory
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                        endpoint=EndpointConfig(enabled=False), decoder=DecoderConfig(greedy=args.greedy))
     timed = TimedModel(base.model)
     base.model = timed  # type: ignore[assignment]
-    refs = [normalize_text(r) for _, _, r in audios]
+    refs = [normalize_for_scoring(r) for _, _, r in audios]
 
     timed.seconds = 0.0
     offline_text, offline_lp = [], []
@@ -110,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     for lp in offline_lp:  # one beam search over the whole utterance, as `eval --mode offline`
         dec = base.new_decoder_stream()
         dec.accept(lp)
-        offline_text.append(normalize_text(dec.finalize().text))
+        offline_text.append(normalize_for_scoring(dec.finalize().text))
     total_audio = sum(a.shape[0] / r for a, r, _ in audios)
     print(f"model {base.info.name}: {base.info.num_parameters / 1e6:.1f}M parameters, "
           f"{total_audio:.1f} s of audio, threads={args.threads}")
     print(f"offline: model {offline_s:.2f} CPU s (CPU-RTF {offline_s / total_audio:.3f}), "
-          f"WER {_wer_many(refs, offline_text):.2%}\n")
+          f"WER {word_error_rate(refs, offline_text):.2%}\n")
     print(f"{'chunk/left/right s':>18} {'norm':>8} {'reuse':>5} {'compute':>8} {'argmax=':>8} "
           f"{'|Δlogp|':>8} {'WER':>7} {'text=offline':>12}")
     variants = [("running", True)] if args.variants == "default" else VARIANTS
@@ -130,15 +131,15 @@ def main(argv: list[str] | None = None) -> int:
             texts, agree, delta, same = [], [], [], 0
             for (audio, rate, _), ref_lp, off_text in zip(audios, offline_lp, offline_text):
                 text, lp = stream(engine, audio, rate)
-                texts.append(normalize_text(text))
-                same += normalize_text(text) == off_text
+                texts.append(normalize_for_scoring(text))
+                same += normalize_for_scoring(text) == off_text
                 best = ref_lp.argmax(axis=1)
                 agree.append(float((lp.argmax(axis=1) == best).mean()))
                 delta.append(float(np.abs(lp[np.arange(len(best)), best] - ref_lp[np.arange(len(best)), best]).mean()))
             ratio = timed.seconds / offline_s
             label = f"{window.chunk_s}/{window.left_context_s}/{window.right_context_s}{'m' * engine.memory}"
             print(f"{label:>18} {norm:>8} {str(engine.reuse_features):>5} {ratio:7.2f}x "
-                  f"{np.mean(agree):8.1%} {np.mean(delta):8.3f} {_wer_many(refs, texts):7.2%} "
+                  f"{np.mean(agree):8.1%} {np.mean(delta):8.3f} {word_error_rate(refs, texts):7.2%} "
                   f"{same:>5}/{len(audios)}")
     return 0
 

@@ -1,28 +1,26 @@
 """``xlsr-stream eval``: WER/CER and real-time factor over a folder of recordings.
 
 DIR holds ``transcripts.tsv`` (``file name<TAB>reference text`` per line) and
-the audio files it names.  Texts are compared lowercased with punctuation
-other than apostrophes removed.
+the audio files it names.  Texts are compared as :func:`scoring.normalize_for_scoring`
+spells them: lowercased, punctuation other than apostrophes removed, digits kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jiwer
-
 from client.audio_files import AudioFile
+from scoring import char_error_rate, normalize_for_scoring, word_error_rate
 from streaming import Engine, Final, StreamingError
 
 from .options import add_engine_arguments, engine_from_args
 
-__all__ = ["EvalResult", "add_arguments", "evaluate", "normalize_text", "read_transcripts", "run"]
+__all__ = ["EvalResult", "add_arguments", "evaluate", "read_transcripts", "run"]
 
 BLOCK_S = 0.1
 
@@ -35,16 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the scores")
     parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
     add_engine_arguments(parser)
-
-
-def normalize_text(text: str) -> str:
-    """Lowercase, drop punctuation except apostrophes, collapse spaces.
-
-    >>> normalize_text("Hello, World!  It's   fine.")
-    "hello world it's fine"
-    """
-    text = re.sub(r"[^\w\s']|_", " ", text.lower())
-    return " ".join(text.split())
 
 
 def read_transcripts(directory: Path) -> list[tuple[Path, str]]:
@@ -115,8 +103,8 @@ def evaluate(engine: Engine, directory: Path, *, mode: str = "streaming", limit:
         t0 = time.perf_counter()
         hyp = recognize(engine, audio, mode)
         compute = time.perf_counter() - t0
-        ref_n, hyp_n = normalize_text(reference), normalize_text(hyp)
-        results.append(Utterance(path.name, ref_n, hyp_n, audio.duration, compute, _wer(ref_n, hyp_n)))
+        ref_n, hyp_n = normalize_for_scoring(reference), normalize_for_scoring(hyp)
+        results.append(Utterance(path.name, ref_n, hyp_n, audio.duration, compute, word_error_rate([ref_n], [hyp_n])))
         if progress:
             print(f"\r{i}/{len(items)}", end="", file=sys.stderr, flush=True)
     if progress:
@@ -126,29 +114,9 @@ def evaluate(engine: Engine, directory: Path, *, mode: str = "streaming", limit:
     audio_s = sum(u.audio_s for u in results)
     compute_s = sum(u.compute_s for u in results)
     return EvalResult(
-        wer=_wer_many(refs, hyps), cer=_cer_many(refs, hyps), rtf=compute_s / audio_s if audio_s else 0.0,
+        wer=word_error_rate(refs, hyps), cer=char_error_rate(refs, hyps), rtf=compute_s / audio_s if audio_s else 0.0,
         audio_s=audio_s, compute_s=compute_s, utterances=len(results), mode=mode, items=tuple(results),
     )
-
-
-def _wer(ref: str, hyp: str) -> float:
-    return _wer_many([ref], [hyp])
-
-
-def _wer_many(refs: list[str], hyps: list[str]) -> float:
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r]
-    if not pairs:
-        return 0.0
-    # jiwer rejects empty hypotheses; an empty string is all deletions.
-    return float(jiwer.wer([r for r, _ in pairs], [h or "<empty>" for _, h in pairs])) if any(
-        h for _, h in pairs) else 1.0
-
-
-def _cer_many(refs: list[str], hyps: list[str]) -> float:
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r]
-    if not pairs:
-        return 0.0
-    return float(jiwer.cer([r for r, _ in pairs], [h or " " for _, h in pairs]))
 
 
 def print_table(result: EvalResult) -> None:

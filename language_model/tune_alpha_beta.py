@@ -10,8 +10,8 @@ Two dev set layouts:
   cached as ``<utt>.npy`` in ``--cache-dir`` when given.
 * ``--dev-dir DIR``: ``<utt>.npy`` holding log-probabilities, shape ``(frames, vocab)`` float32 in
   vocab.json order, next to ``<utt>.txt`` holding the reference transcript.
-References are lower-cased and stripped of characters outside a-z, ' and space, as the LM's
-words are.
+References and hypotheses are compared as ``xlsr-stream eval`` compares them
+(:func:`scoring.normalize_for_scoring`), so the WER here is eval's offline WER.
 
 Usage::
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from scoring import normalize_for_scoring, word_error_rate
 
 # Wide enough to bracket what wav2vec2-style CTC models end up with (alpha 0.3-1.5, beta 0-3);
 # refine around the best point with a second, finer run if it lands on an edge.
@@ -60,15 +61,6 @@ class GridPoint:
     wer: float
 
 
-def normalise_text(text: str) -> str:
-    """Lower-case and keep a-z, ' and single spaces: how the LM spells words.
-
-    >>> normalise_text("Hello, World! It's 5 o'clock.")
-    "hello world it's o'clock"
-    """
-    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
-
-
 def load_dev_set(dev_dir: Path,
                  get_logits: Callable[[Path], LogProbs] | None = None) -> list[Utterance]:
     """Pair every ``<utt>.txt`` with ``<utt>.npy``, or with ``get_logits(<utt>.wav)`` if given."""
@@ -85,7 +77,7 @@ def load_dev_set(dev_dir: Path,
         if logits.ndim != 2:
             raise ValueError(f"{npy.name}: expected (frames, vocab) logits, got shape {logits.shape}")
         utterances.append(Utterance(ref_path.stem, logits.astype(np.float32),
-                                    normalise_text(ref_path.read_text(encoding="utf-8"))))
+                                    normalize_for_scoring(ref_path.read_text(encoding="utf-8"))))
     if not utterances:
         raise FileNotFoundError(f"no <utt>.txt transcripts in {dev_dir}")
     return utterances
@@ -114,27 +106,8 @@ def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.save(cached, log_probs)
-        utterances.append(Utterance(audio_path.stem, log_probs, normalise_text(reference)))
+        utterances.append(Utterance(audio_path.stem, log_probs, normalize_for_scoring(reference)))
     return utterances
-
-
-def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Corpus WER: total word edits / total reference words.
-
-    >>> word_error_rate(["the cat sat", "hello"], ["the cat sad", "hello there"])
-    0.5
-    """
-    edits = words = 0
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        r, h = ref.split(), hyp.split()
-        row = list(range(len(h) + 1))
-        for i, rw in enumerate(r, 1):
-            prev, row[0] = row[0], i
-            for j, hw in enumerate(h, 1):
-                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
-        edits += row[-1]
-        words += len(r)
-    return edits / max(words, 1)
 
 
 _WORKER: dict[str, Any] = {}
@@ -150,7 +123,7 @@ def _init_worker(model_dir: Path, utterances: Sequence[Utterance], beam_width: i
 def _wer_at(alpha: float, beta: float) -> GridPoint:
     decoder, utterances = _WORKER["decoder"], _WORKER["utterances"]
     decoder.reset_params(alpha=alpha, beta=beta)
-    hyps = [normalise_text(decoder.decode(u.logits, beam_width=_WORKER["beam_width"])) for u in utterances]
+    hyps = [normalize_for_scoring(decoder.decode(u.logits, beam_width=_WORKER["beam_width"])) for u in utterances]
     return GridPoint(alpha, beta, word_error_rate([u.reference for u in utterances], hyps))
 
 
@@ -171,7 +144,7 @@ def grid_search(model_dir: Path, utterances: Sequence[Utterance], alphas: Iterab
     references = [u.reference for u in utterances]
 
     no_lm = BeamSearchDecoderCTC(alphabet, language_model=None)
-    greedy = [normalise_text(no_lm.decode(u.logits, beam_width=1)) for u in utterances]
+    greedy = [normalize_for_scoring(no_lm.decode(u.logits, beam_width=1)) for u in utterances]
     points = [GridPoint(None, None, word_error_rate(references, greedy))]
     grid = [(float(a), float(b)) for a in alphas for b in betas]
 

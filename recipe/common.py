@@ -1,4 +1,4 @@
-"""Shared paths, vocabulary and text normalisation for the en-small training recipe.
+"""Shared paths and vocabulary for the en-small training recipe (text normalisation: :mod:`scoring`).
 
 Everything heavy (sentences, synthesized shards, checkpoints, logs) lives under one cache
 folder outside the git tree: ``$XLSR_RECIPE_DIR`` (default ``/work/recipe-cache``).
@@ -47,21 +47,7 @@ def logs_dir() -> Path:
     return cache_dir() / "logs"
 
 
-_KEEP = re.compile(r"[^a-z' ]+")
 _SPACES = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """Lowercase, map to letters + apostrophe + single spaces.
-
-    Example: ``"Don't panic -- it's 42!"`` -> ``"don't panic it's"`` (digits are dropped,
-    so callers should reject sentences that contained digits instead of silently mangling them).
-    """
-    t = text.lower().replace("\u2019", "'").replace("`", "'")
-    t = _KEEP.sub(" ", t)
-    # apostrophes only inside words ("don't"), not as quotes ("'hello'")
-    t = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", t)
-    return _SPACES.sub(" ", t).strip()
 
 
 def encode(text: str) -> list[int]:

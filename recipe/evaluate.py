@@ -87,10 +87,11 @@ def perturbed(path: str, effects: list[str]):  # -> np.ndarray (samples,) float3
 
 def evaluate_perturbed(model_dir: Path) -> dict[str, dict]:
     """Greedy WER/CER of the real dev sets over every clip x ``PERTURBATIONS``."""
-    import jiwer
     import torch
     from train import real_sets, transcribe
     from transformers import Wav2Vec2ForCTC
+
+    from scoring import char_error_rate, word_error_rate
 
     model = Wav2Vec2ForCTC.from_pretrained(str(model_dir)).eval()
     res = {}
@@ -99,7 +100,7 @@ def evaluate_perturbed(model_dir: Path) -> dict[str, dict]:
             refs = [ref for _ in PERTURBATIONS for _, ref in rows]
             hyps = [transcribe(model, perturbed(path, effects)) for effects in PERTURBATIONS for path, _ in rows]
             if refs:
-                res[name] = {"wer": jiwer.wer(refs, hyps), "cer": jiwer.cer(refs, hyps), "n": len(refs)}
+                res[name] = {"wer": word_error_rate(refs, hyps), "cer": char_error_rate(refs, hyps), "n": len(refs)}
     return res
 
 

@@ -24,7 +24,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from common import log_line, normalize_text, text_dir, write_json_atomic
+from common import log_line, text_dir, write_json_atomic
+from scoring import has_digits, normalize_to_alphabet
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
 _TAGS = re.compile(r"<[^>]+>")
@@ -118,7 +119,7 @@ def speakable(raw: str, norm: str) -> str:
     t = re.sub(r"\b[A-Z]{2,}\b", lambda m: m.group(0).capitalize(), t)
     t = re.sub(r"\s+", " ", t).strip()
     t = re.sub(r"^[^A-Za-z]+", "", t)
-    return t if normalize_text(t) == norm else norm
+    return t if normalize_to_alphabet(t) == norm else norm
 
 
 def is_dev(sentence: str, dev_fraction: float) -> bool:
@@ -148,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn in SOURCES.items():
         n = 0
         for raw in fn():
-            if re.search(r"\d", raw):
+            if has_digits(raw):  # normalize_to_alphabet would drop them from the transcript
                 continue
             if _ABBREV.search(raw):
                 continue
-            s = normalize_text(raw)
+            s = normalize_to_alphabet(raw)
             nw = len(s.split())
             if nw < args.min_words or nw > args.max_words or s in seen:
                 continue

@@ -38,7 +38,8 @@ import numpy as np
 import soundfile as sf
 import torch
 from augment import AugmentConfig, augment
-from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, normalize_text, shards_dir
+from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, shards_dir
+from scoring import char_error_rate, normalize_for_scoring, word_error_rate
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")  # alsa-utils
@@ -214,7 +215,7 @@ def sphinx_transcription(folder: Path, name: str) -> list[tuple[str, str]]:
     for line in trans.read_text().splitlines():
         text, _, fid = line.rpartition("(")
         text = text.replace("<s>", "").replace("</s>", "").strip()
-        out.append((str(folder / (fid.strip(" )") + ".wav")), normalize_text(text)))
+        out.append((str(folder / (fid.strip(" )") + ".wav")), normalize_for_scoring(text)))
     return out
 
 
@@ -230,7 +231,7 @@ def real_short_set() -> list[tuple[str, str]]:
     goforward = Path(__file__).resolve().parent.parent / "samples" / "goforward.wav"
     if goforward.exists():
         rows.append((str(goforward), "go forward ten meters"))
-    rows += [(str(f), normalize_text(f.stem.replace("_", " "))) for f in sorted(ALSA_SOUNDS.glob("*.wav"))
+    rows += [(str(f), normalize_for_scoring(f.stem.replace("_", " "))) for f in sorted(ALSA_SOUNDS.glob("*.wav"))
              if f.stem != "Noise"]
     return rows
 
@@ -245,7 +246,7 @@ def folder_set(folder: Path, limit: int = 0) -> list[tuple[str, str]]:
     if not tsv.exists():
         return []
     rows = [line.split("\t", 1) for line in tsv.read_text().splitlines() if "\t" in line]
-    rows = [(str(folder / f), normalize_text(t)) for f, t in rows]
+    rows = [(str(folder / f), normalize_for_scoring(t)) for f, t in rows]
     return rows[:limit] if limit else rows
 
 
@@ -259,8 +260,6 @@ def transcribe(model, wave: np.ndarray) -> str:
 
 
 def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, dict]:
-    import jiwer
-
     was_training = model.training
     model.eval()
     res = {}
@@ -278,7 +277,7 @@ def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, di
                 wave = soxr.resample(wave, sr, SAMPLE_RATE)
             refs.append(ref)
             hyps.append(transcribe(model, wave))
-        res[name] = {"wer": jiwer.wer(refs, hyps), "cer": jiwer.cer(refs, hyps), "n": len(rows),
+        res[name] = {"wer": word_error_rate(refs, hyps), "cer": char_error_rate(refs, hyps), "n": len(rows),
                      "example": {"ref": refs[0], "hyp": hyps[0]}}
     if was_training:
         model.train()

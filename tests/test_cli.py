@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cli.evaluate import normalize_text
 from cli.main import main
 from cli.options import add_engine_arguments, window_from_args
 from streaming import WindowConfig
@@ -97,10 +96,6 @@ def test_eval_prints_table_and_json(tmp_path, tiny_layer_model, espeak_wav, caps
 def test_eval_rejects_a_folder_without_transcripts(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert "has no transcripts.tsv" in capsys.readouterr().err
-
-
-def test_normalize_text():
-    assert normalize_text("Don't STOP -- now!") == "don't stop now"
 
 
 def test_window_options_pick_the_left_context_for_the_mode() -> None:
