@@ -13,8 +13,8 @@ test: setup
 	.venv/bin/python -m pytest -q
 
 lint: setup
-	.venv/bin/ruff check streaming server demos cli latency tests
-	.venv/bin/mypy streaming
+	.venv/bin/ruff check streaming server client scoring demos cli latency benchmarks language_model tests
+	.venv/bin/mypy streaming client scoring
 
 bench: setup
 	.venv/bin/python benchmarks/bench_streaming_vs_offline.py
