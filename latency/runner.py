@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from client.websocket import NativeStream, ProtocolError, VoskStream, open_stream
+from client.websocket import NativeStream, ProtocolError, SendLog, VoskStream, open_stream
 from streaming.events import Final
 
 from .metrics import ReceivedEvent, StreamTrace
 
-__all__ = ["ClientConfig", "block_index", "flat_out_rtf", "run_level", "split_blocks"]
+__all__ = ["ClientConfig", "flat_out_rtf", "run_level", "split_blocks"]
 
 logger = logging.getLogger("latency.runner")
 
@@ -73,17 +73,6 @@ def split_blocks(samples: np.ndarray, block_samples: int) -> list[np.ndarray]:
     return [samples[i : i + block_samples] for i in range(0, len(samples), block_samples)]
 
 
-def block_index(seconds: float, sample_rate: int, block_samples: int) -> int:
-    """Which block holds the last sample before ``seconds`` (blocks of equal size from 0).
-
-    2.5 s at 16 kHz in 1600-sample blocks: sample 39999 is in block 24.
-
-    >>> block_index(2.5, 16000, 1600), block_index(0.1, 16000, 1600), block_index(0.0, 16000, 1600)
-    (24, 0, 0)
-    """
-    return max(0, round(seconds * sample_rate) - 1) // block_samples
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed):
         rcvd = exc.rcvd
@@ -110,7 +99,7 @@ async def _replay(
         ) as stream:
             connected = True
             t0 = loop.time()
-            send_times: list[float] = []
+            log = SendLog()  # on the loop's clock
 
             async def send() -> None:
                 due_samples = 0
@@ -122,7 +111,7 @@ async def _replay(
                         await asyncio.sleep(wait)
                     now = loop.time()
                     trace.send_lateness = max(trace.send_lateness, now - due)
-                    send_times.append(now)
+                    log.sent(len(block) / config.sample_rate, at=now)
                     await stream.send_audio(block)
                     trace.blocks_sent += 1
                 trace.eof_t = loop.time() - t0
@@ -132,14 +121,13 @@ async def _replay(
                 got_final_after_eof = False
                 async for event in stream.replies():
                     now = loop.time()
-                    if isinstance(stream, VoskStream) and trace.replies < len(send_times):
-                        trace.reply_lags.append(now - send_times[trace.replies])
+                    if isinstance(stream, VoskStream) and trace.replies < len(log.sent_at):
+                        trace.reply_lags.append(now - log.sent_at[trace.replies])
                         trace.lag_times.append(now - t0)
-                    elif isinstance(stream, NativeStream) and send_times and event.end > 0:
+                    elif isinstance(stream, NativeStream) and log.sent_at and event.end > 0:
                         # No reply per block: measure from when the audio at the result's
                         # ``end`` was sent, i.e. the block holding its last decoded sample.
-                        k = block_index(event.end, config.sample_rate, len(blocks[0]))
-                        trace.reply_lags.append(now - send_times[min(k, len(send_times) - 1)])
+                        trace.reply_lags.append(now - log.send_time_of(event.end))
                         trace.lag_times.append(now - t0)
                     trace.replies += 1
                     trace.events.append(ReceivedEvent(now - t0, event))

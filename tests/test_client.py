@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import test_latency
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_latency import SPEECH, running_server
 
 import client
@@ -132,3 +134,13 @@ def test_native_options_reach_the_server_and_float32_audio_is_recognised(local_m
     assert started["encoding"] == "float32" and started["hotwords"] == ["forward"]
     # A 16-bit file read as float32 is k / 32768 exactly, so both encodings carry the same samples.
     assert as_float and as_float == as_int16
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4000), st.integers(1, 40), st.integers(0, 160_000))
+def test_send_log_finds_the_block_holding_a_results_last_sample(block: int, blocks: int, end_sample: int) -> None:
+    log = SendLog()
+    for k in range(blocks):
+        log.sent(block / 16_000, at=float(k))
+    holding = max(0, end_sample - 1) // block  # the block that holds sample end_sample - 1
+    assert log.send_time_of(end_sample / 16_000) == float(min(holding, blocks - 1))
