@@ -16,12 +16,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cache_dir, normalize_text  # noqa: E402
+
+from scoring import word_error_rate  # noqa: E402
 
 
 def pocketsphinx_transcribe(paths: Sequence[Path]) -> list[str]:
@@ -49,11 +50,10 @@ def check_source(folder: Path, n: int) -> dict[str, float | int]:
     refs = [t for _, t in picked]
     hyps = pocketsphinx_transcribe([folder / f for f, _ in picked])
     shifted = refs[1:] + refs[:1]
-    score = [(r, h or "<empty>") for r, h in zip(refs, hyps)]
     return {
         "n": len(picked),
-        "paired_wer": float(jiwer.wer([r for r, _ in score], [h for _, h in score])),
-        "shifted_wer": float(jiwer.wer(shifted, [h for _, h in score])),
+        "paired_wer": word_error_rate(refs, hyps),
+        "shifted_wer": word_error_rate(shifted, hyps),
     }
 
 

@@ -12,6 +12,10 @@ import re
 import time
 from pathlib import Path
 
+# Training text is spelled in the model's alphabet (a-z, apostrophes inside words); the rule lives
+# in scoring/text.py. It drops digits: callers reject text that holds any (scoring.has_digits).
+from scoring import normalize_to_alphabet as normalize_text  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE_DIR = Path(__file__).resolve().parent
 

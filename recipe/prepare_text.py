@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from common import log_line, text_dir, write_json_atomic
+
 from scoring import has_digits, normalize_to_alphabet
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
