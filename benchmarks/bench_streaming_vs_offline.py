@@ -27,9 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.evaluate import read_transcripts  # noqa: E402
 from client.audio_files import AudioFile  # noqa: E402
-from scoring import normalize_for_scoring, word_error_rate  # noqa: E402
+from scoring import normalize_for_scoring, read_transcripts, word_error_rate  # noqa: E402
 from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
 
 SETTINGS = "1.0/0.6/0.4,2.0/1.6/0.4,1.0/6.0/0.4m,1.0/6.0/0.6m"  # chunk/left/right s; m: attention memory

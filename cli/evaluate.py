@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.audio_files import AudioFile
-from scoring import char_error_rate, normalize_for_scoring, word_error_rate
-from streaming import Engine, Final, StreamingError
+from scoring import char_error_rate, normalize_for_scoring, read_transcripts, word_error_rate
+from streaming import Engine, Final
 
 from .options import add_engine_arguments, engine_from_args
 
-__all__ = ["EvalResult", "add_arguments", "evaluate", "read_transcripts", "run"]
+__all__ = ["EvalResult", "add_arguments", "evaluate", "run"]
 
 BLOCK_S = 0.1
 
@@ -33,23 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with the scores")
     parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
     add_engine_arguments(parser)
-
-
-def read_transcripts(directory: Path) -> list[tuple[Path, str]]:
-    tsv = directory / "transcripts.tsv"
-    if not tsv.is_file():
-        raise StreamingError(f"{directory} has no transcripts.tsv (lines: file name<TAB>reference text)")
-    items = []
-    for lineno, line in enumerate(tsv.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        name, sep, ref = line.partition("\t")
-        if not sep:
-            raise StreamingError(f"{tsv}:{lineno}: expected 'file name<TAB>reference text', got {line[:60]!r}")
-        items.append((directory / name.strip(), ref.strip()))
-    if not items:
-        raise StreamingError(f"{tsv} lists no utterances")
-    return items
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scoring import normalize_for_scoring, word_error_rate
+from scoring import normalize_for_scoring, read_transcripts, word_error_rate
 
 # Wide enough to bracket what wav2vec2-style CTC models end up with (alpha 0.3-1.5, beta 0-3);
 # refine around the best point with a second, finer run if it lands on an edge.
@@ -87,7 +87,6 @@ def load_eval_dir(eval_dir: Path, model_dir: Path, limit: int | None = None,
                   cache_dir: Path | None = None, every: int = 1) -> list[Utterance]:
     """Utterances of an ``xlsr-stream eval`` folder with full-utterance log-probs from the engine:
     every ``every``-th line of transcripts.tsv (a spread over voices), at most ``limit`` of them."""
-    from cli.evaluate import read_transcripts
     from client.audio_files import AudioFile
     from streaming import Engine
 

@@ -1,6 +1,15 @@
 """Scoring transcripts: the one text normalisation for WER / CER, the model alphabet's spelling,
-and the error rates.  See :mod:`scoring.text` for the rules and why digits are kept."""
+the error rates (:mod:`scoring.text`, which says why digits are kept), and the evaluation
+folder's reference list (:mod:`scoring.eval_folder`)."""
 
+from .eval_folder import read_transcripts
 from .text import char_error_rate, has_digits, normalize_for_scoring, normalize_to_alphabet, word_error_rate
 
-__all__ = ["char_error_rate", "has_digits", "normalize_for_scoring", "normalize_to_alphabet", "word_error_rate"]
+__all__ = [
+    "char_error_rate",
+    "has_digits",
+    "normalize_for_scoring",
+    "normalize_to_alphabet",
+    "read_transcripts",
+    "word_error_rate",
+]

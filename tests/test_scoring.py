@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scoring.text
-from scoring import char_error_rate, has_digits, normalize_for_scoring, normalize_to_alphabet, word_error_rate
+from scoring import (
+    char_error_rate,
+    has_digits,
+    normalize_for_scoring,
+    normalize_to_alphabet,
+    read_transcripts,
+    word_error_rate,
+)
 
 
 def test_docstring_examples() -> None:
@@ -55,3 +62,16 @@ def test_error_rates_are_corpus_edits_over_reference_length(pairs: list[tuple[st
 def test_error_rates_name_mismatched_lists() -> None:
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         word_error_rate(["a", "b"], ["a"])
+
+
+def test_an_eval_folder_lists_its_audio_and_names_bad_lines(tmp_path) -> None:
+    (tmp_path / "transcripts.tsv").write_text("a.wav\tHello, world!\n\n b.wav \t It's  fine \n", encoding="utf-8")
+    assert read_transcripts(tmp_path) == [(tmp_path / "a.wav", "Hello, world!"), (tmp_path / "b.wav", "It's  fine")]
+    (tmp_path / "transcripts.tsv").write_text("a.wav\thello\nb.wav hello\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"transcripts.tsv:2: expected 'file name<TAB>reference text'"):
+        read_transcripts(tmp_path)
+    (tmp_path / "transcripts.tsv").write_text("\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="lists no utterances"):
+        read_transcripts(tmp_path)
+    with pytest.raises(ValueError, match="has no transcripts.tsv"):
+        read_transcripts(tmp_path / "elsewhere")
