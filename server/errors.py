@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from websockets.frames import CloseCode
 
-from streaming.errors import AudioError, StreamingError
+from streaming.errors import AudioError, GrammarError, StreamingError
 
 __all__ = ["ErrorCode", "ErrorReport", "SessionError", "error_report"]
 
@@ -120,6 +120,8 @@ def error_report(exc: BaseException) -> ErrorReport:
         return ErrorReport(exc.code, exc.message)
     if isinstance(exc, AudioError):
         return ErrorReport(ErrorCode.BAD_AUDIO, str(exc))
+    if isinstance(exc, GrammarError):  # the client's phrase list
+        return ErrorReport(ErrorCode.BAD_MESSAGE, str(exc))
     if isinstance(exc, StreamingError):
         # Other engine errors (state, model, LM) are server faults, not the client's.
         logger.error("engine error in session", exc_info=exc)

@@ -54,6 +54,7 @@ class StreamOptions:
     words: bool = True  # vosk-server also sends word lists unless told otherwise
     partials: bool = True
     max_alternatives: int = 0  # vosk: 0 = plain result; >0 = "alternatives" n-best list
+    grammar: tuple[str, ...] = ()  # vosk phrase_list: recognition restricted to these phrases
 
     def __post_init__(self) -> None:
         validate_sample_rate(self.sample_rate)

@@ -91,6 +91,8 @@ class StreamDriver:
                 hotwords=options.hotwords,
                 use_lm=options.use_lm,
                 inline=False,
+                max_alternatives=options.max_alternatives,
+                grammar=options.grammar,
             )
         )
         self.lm_active = bool(options.use_lm and getattr(self._engine, "lm_description", None))

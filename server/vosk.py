@@ -12,6 +12,10 @@ wait for it before sending the next block), one per reset, and one after eof:
 
     {"partial": "hello wor"}                               nothing final yet
     {"text": "hello world", "result": [{"word": "hello", "start": 0.48, "end": 0.8, "conf": 0.93}, ...]}
+    {"alternatives": [{"confidence": -33.9, "result": [...], "text": "hello world"}, ...]}   max_alternatives > 0
+
+``phrase_list`` is vosk's grammar mode: recognition restricted to its words
+(``streaming/grammar.py``), not hotword boosting (that is the native protocol's).
 
 A final is delivered in the reply to the audio message whose decoding made
 it (its endpoint fired there).  If several finals are waiting when a reply is
@@ -35,7 +39,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from streaming.events import Final, Partial, Word
+from streaming.events import Alternative, Final, Partial
 
 from .config import ServerConfig
 from .errors import ErrorCode, SessionError
@@ -140,9 +144,9 @@ class VoskProtocol:
             elif key == "max_alternatives":
                 changes["max_alternatives"] = vosk_int("config.max_alternatives", value, 0, MAX_ALTERNATIVES)
             elif key == "phrase_list":
-                # vosk restricts decoding to the phrases; we boost them instead.
-                phrases = field_phrases("config.phrase_list", value)
-                changes["hotwords"] = tuple(p for p in phrases if p.lower() != "[unk]")
+                # vosk's grammar mode: recognition restricted to the phrases' words
+                # ("[unk]" among them lets other speech through as [unk]).
+                changes["grammar"] = field_phrases("config.phrase_list", value)
             else:
                 # vosk-server grew per-connection keys ("model", ...); ignoring the
                 # ones we do not serve keeps those clients working.
@@ -164,46 +168,78 @@ class VoskProtocol:
                     self._partial_segment = event.segment
 
     def audio_reply(self) -> str:
-        """The reply to one audio message: the oldest waiting final, else the partial."""
-        if self._finals:
-            return self._result(self._finals.pop(0))
+        """The reply to one audio message: the finals this block made (merged), else the partial."""
+        final = self._take_finals()
+        if final is not None:
+            return self._result(final)
         return dumps({"partial": self._partial})
 
     def final_reply(self) -> str:
         """The reply to reset or eof: every waiting final, merged into one result."""
-        finals, self._finals = self._finals, []
+        final = self._take_finals()
         self._partial = ""
-        if not finals:
-            return self._result(None)
-        if len(finals) == 1:
-            return self._result(finals[0])
-        words: tuple[Word, ...] = tuple(w for f in finals for w in f.words)
-        text = " ".join(f.text for f in finals if f.text)
-        merged = Final(
-            text=text,
-            words=words,
-            segment=finals[-1].segment,
-            start=finals[0].start,
-            end=finals[-1].end,
-            reason=finals[-1].reason,
+        return self._result(final)
+
+    def _take_finals(self) -> Final | None:
+        """The waiting finals as one (a vosk client reads one message per reply), or None."""
+        finals, self._finals = self._finals, []
+        if len(finals) <= 1:
+            return finals[0] if finals else None
+        earlier = finals[:-1]
+        last = finals[-1]
+        head_words = tuple(w for f in earlier for w in f.words)
+        head_text = [f.text for f in earlier if f.text]
+        head_score = sum(_alternatives(f)[0].score for f in earlier)
+        # n-best of the whole reply: each alternative of the last segment after the best of the others.
+        alternatives = tuple(
+            Alternative(_join(head_text, a.text), head_words + a.words, head_score + a.score)
+            for a in last.alternatives
         )
-        return self._result(merged)
+        return Final(
+            text=_join(head_text, last.text),
+            words=head_words + last.words,
+            segment=last.segment,
+            start=finals[0].start,
+            end=last.end,
+            reason=last.reason,
+            alternatives=alternatives,
+        )
 
     def _result(self, final: Final | None) -> str:
         text = final.text if final is not None else ""
-        words = list(final.words) if final is not None else []
-        result: dict[str, Any] = {}
-        if self.options.words and words:
-            result["result"] = [word_json(w) for w in words]
-        result["text"] = text
         if self.options.max_alternatives > 0:
-            # vosk's n-best layout; our decoder returns only the best hypothesis.
-            confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
-            alternative: dict[str, Any] = {"confidence": round(confidence, 6), "text": text}
-            if "result" in result:
-                alternative["result"] = result["result"]
-            return dumps({"alternatives": [alternative]})
+            # vosk's n-best layout (vosk-api Recognizer::NbestResult): words without conf.
+            entries: list[dict[str, Any]] = []
+            for alt in _alternatives(final):
+                entry: dict[str, Any] = {"confidence": alt.score}
+                if self.options.words and alt.words:
+                    entry["result"] = [
+                        {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in alt.words
+                    ]
+                entry["text"] = alt.text
+                entries.append(entry)
+            return dumps({"alternatives": entries})
+        result: dict[str, Any] = {}
+        if self.options.words and final is not None and final.words:
+            result["result"] = [word_json(w) for w in final.words]
+        result["text"] = text
         return dumps(result)
+
+
+def _join(head: list[str], text: str) -> str:
+    return " ".join([*head, text] if text else head)
+
+
+def _alternatives(final: Final | None) -> tuple[Alternative, ...]:
+    """A final's n-best list; a final without one counts as its own single entry.
+
+    An empty result scores 1.0, as vosk's empty n-best reply does.
+    """
+    if final is None:
+        return (Alternative("", (), 1.0),)
+    if final.alternatives:
+        return final.alternatives
+    return (Alternative(final.text, final.words, 1.0 if not final.text else 0.0),)
 
 
 def _truthy(value: Any) -> bool:

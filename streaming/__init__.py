@@ -11,17 +11,27 @@ Usage::
 """
 
 from .acoustic_model import AcousticModel, ModelInfo, load_model
-from .decoder import BeamSearchDecoder, DecodedWord, DecoderConfig, GreedyDecoder, Hypothesis, build_decoder
+from .decoder import (
+    BeamSearchDecoder,
+    DecodedWord,
+    DecoderConfig,
+    GreedyDecoder,
+    Hypothesis,
+    ScoredHypothesis,
+    build_decoder,
+)
 from .endpointing import EndpointConfig
 from .errors import (
     AudioError,
+    GrammarError,
     LanguageModelError,
     ModelLoadError,
     StreamingError,
     StreamStateError,
     VocabularyError,
 )
-from .events import Event, Final, Partial, Word
+from .events import Alternative, Event, Final, Partial, Word
+from .grammar import Grammar, compile_grammar
 from .language_model import LanguageModel, LanguageModelConfig, load_language_model
 from .recognizer import DEFAULT_MODEL_DIR, Engine, Recognizer, default_model_path
 from .stitching import WindowOutput, WindowRequest
@@ -32,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MODEL_DIR",
     "AcousticModel",
+    "Alternative",
     "AudioError",
     "BeamSearchDecoder",
     "DecodedWord",
@@ -40,6 +51,8 @@ __all__ = [
     "Engine",
     "Event",
     "Final",
+    "Grammar",
+    "GrammarError",
     "GreedyDecoder",
     "Hypothesis",
     "LanguageModel",
@@ -49,6 +62,7 @@ __all__ = [
     "ModelLoadError",
     "Partial",
     "Recognizer",
+    "ScoredHypothesis",
     "StreamStateError",
     "StreamingError",
     "VocabularyError",
@@ -58,6 +72,7 @@ __all__ = [
     "Word",
     "__version__",
     "build_decoder",
+    "compile_grammar",
     "default_model_path",
     "load_language_model",
     "load_model",

@@ -65,6 +65,7 @@ from pyctcdecode.constants import MIN_TOKEN_CLIP_P
 from pyctcdecode.language_model import HotwordScorer
 
 from .errors import StreamStateError, VocabularyError
+from .grammar import BOS, EOS, UNK, Grammar
 from .language_model import LanguageModel, build_labels
 
 __all__ = [
@@ -75,8 +76,10 @@ __all__ = [
     "DecoderConfig",
     "DecoderStream",
     "GreedyDecoder",
+    "GrammarStream",
     "GreedyStream",
     "Hypothesis",
+    "ScoredHypothesis",
     "build_decoder",
 ]
 
@@ -114,6 +117,18 @@ class Hypothesis:
 
 
 @dataclass(frozen=True)
+class ScoredHypothesis:
+    """One entry of a finalized segment's n-best list (``DecoderStream.alternatives``)."""
+
+    text: str
+    words: tuple[DecodedWord, ...]
+    # Natural-log score the beam search ranked it by: acoustic log-prob plus the
+    # weighted LM, word bonus and hotword scores.  Higher is better; only differences
+    # between alternatives of one segment mean anything.
+    score: float
+
+
+@dataclass(frozen=True)
 class DecoderConfig:
     """Beam search settings; defaults are pyctcdecode's, so offline HF decoding agrees."""
 
@@ -147,6 +162,21 @@ class DecoderConfig:
     # to be decoded for good; the tail is redone then, so a narrow beam does.  0: partials
     # show decoded frames only.
     peek_beams: int = 8
+    # Grammar mode (a vosk phrase_list): weight of the phrase-list bigram's natural-log
+    # probabilities against the acoustic log-probs; pyctcdecode's default LM weight.
+    grammar_weight: float = 0.5
+    # Log-score of spelling outside the grammar's words ([unk] allowed): a beam leaving the
+    # word trie pays grammar_unk_logp once per [unk] word and grammar_unk_char_logp per letter,
+    # so [unk] wins only where no grammar word fits the audio nearly as well, and one long
+    # [unk] cannot swallow a run of grammar words for a single word's price.  On espeak digits
+    # and sentences with the shipped model (docs/PROTOCOL.md), -5/-1 turned half the digits into
+    # [unk]; -10/-2 kept every digit the grammar alone finds and still made other speech [unk].
+    grammar_unk_logp: float = -10.0
+    grammar_unk_char_logp: float = -2.0
+    # Log-score bonus per grammar word (pyctcdecode's beta for the grammar): against the
+    # deletions a forced search makes where the model spells a digit badly; 2 recovered a
+    # dropped digit, 4 began inserting "oh" into pauses.
+    grammar_word_bonus: float = 2.0
 
     def __post_init__(self) -> None:
         if isinstance(self.beam_width, bool) or not isinstance(self.beam_width, int):
@@ -171,6 +201,14 @@ class DecoderConfig:
             raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha}")
         if self.beta is not None and not math.isfinite(self.beta):
             raise ValueError(f"beta must be a finite number, got {self.beta}")
+        if not (math.isfinite(self.grammar_weight) and self.grammar_weight >= 0.0):
+            raise ValueError(f"grammar_weight must be a finite number >= 0, got {self.grammar_weight}")
+        if not math.isfinite(self.grammar_word_bonus):
+            raise ValueError(f"grammar_word_bonus must be finite, got {self.grammar_word_bonus}")
+        for name in ("grammar_unk_logp", "grammar_unk_char_logp"):
+            value = getattr(self, name)
+            if not (-math.inf < value <= 0.0):
+                raise ValueError(f"{name} must be a finite log-prob in (-inf, 0], got {value}")
 
 
 # --------------------------------------------------------------------------------------
@@ -190,11 +228,18 @@ class DecoderStream(Protocol):
 
     def finalize(self) -> Hypothesis: ...
 
+    # After finalize(): the n best distinct texts, best first (the first is finalize()'s).
+    def alternatives(self, n: int) -> tuple[ScoredHypothesis, ...]: ...
+
 
 class Decoder(Protocol):
     """Shared by all streams of an engine; holds the LM."""
 
-    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> DecoderStream: ...
+    # With a grammar the stream is restricted to its words (vosk's phrase_list);
+    # hotwords and the LM are then not used.
+    def new_stream(
+        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True, grammar: Grammar | None = None
+    ) -> DecoderStream: ...
 
 
 # --------------------------------------------------------------------------------------
@@ -234,6 +279,23 @@ def _log_add(a: float, b: float) -> float:
     return b + math.log(1 + math.exp(a - b))
 
 
+def _search_frames(
+    log_probs: Any, vocab_size: int, token_min_logp: float, best: _FrameBest
+) -> list[tuple[list[float], set[int]]]:
+    """Check and renormalise a chunk, record its best tokens; per frame, its log-probs and
+    the tokens worth expanding, in the exact set pyctcdecode iterates (above token_min_logp,
+    and the argmax)."""
+    chunk = _check_log_probs(log_probs, vocab_size)
+    if chunk.shape[0] == 0:
+        return []
+    chunk = _renormalize(chunk)  # (frames, vocab)
+    best.extend(chunk)
+    out = []
+    for column in chunk:  # (vocab,)
+        out.append((column.tolist(), set(np.where(column >= token_min_logp)[0].tolist()) | {int(column.argmax())}))
+    return out
+
+
 class _FrameBest:
     """Prefix sums of the best token log-prob per frame, for O(1) word confidence.
 
@@ -249,6 +311,10 @@ class _FrameBest:
 
     def truncate(self, frames: int) -> None:
         del self._cum[frames + 1 :]
+
+    def total(self) -> float:
+        """Sum of the best token log-prob over all frames: the best path's score."""
+        return self._cum[-1]
 
     def confidence(self, start: int, end: int) -> float:
         if end <= start:
@@ -334,16 +400,30 @@ class GreedyStream:
             self._final = Hypothesis(" ".join(w.text for w in words), len(words), words)
         return self._final
 
+    def alternatives(self, n: int) -> tuple[ScoredHypothesis, ...]:
+        """Best-path decoding has one hypothesis; its score is the path's log-prob."""
+        final = self.finalize()
+        return (ScoredHypothesis(final.text, final.words, self._best.total()),)[:n]
+
 
 class GreedyDecoder:
     """Factory of :class:`GreedyStream` for one vocabulary."""
 
-    def __init__(self, vocab: Sequence[str]) -> None:
+    def __init__(self, vocab: Sequence[str], config: DecoderConfig | None = None) -> None:
         self.vocab = tuple(vocab)
         self.labels = build_labels(self.vocab)
+        self.config = config or DecoderConfig(greedy=True)  # beam settings of grammar streams
 
-    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> GreedyStream:
-        """A new stream; ``hotwords``/``use_lm`` are accepted for the protocol and ignored."""
+    def new_stream(
+        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True, grammar: Grammar | None = None
+    ) -> GreedyStream | GrammarStream:
+        """A new stream; ``hotwords``/``use_lm`` are accepted for the protocol and ignored.
+
+        A grammar needs a search (best-path decoding cannot be constrained): it gets a
+        :class:`GrammarStream` with ``config``'s beam settings.
+        """
+        if grammar is not None:
+            return GrammarStream(self.labels, self.config, grammar)
         return GreedyStream(self.labels)
 
 
@@ -495,6 +575,7 @@ class BeamSearchStream:
         self._stable = self._root
         self._out = _OutputCache()
         self._final: Hypothesis | None = None
+        self._ranked: list[tuple[float, _Text, _Span | None]] = []  # closed beams, best first (finalize)
         self._width = config.beam_width  # beams kept per frame (fewer while peeking)
         self.frames = 0
 
@@ -546,18 +627,10 @@ class BeamSearchStream:
         """Decode a chunk of frames ``(frames, vocab)``; each frame is decoded once."""
         if self._final is not None:
             raise StreamStateError("accept() after finalize(): start a new stream")
-        chunk = _check_log_probs(log_probs, len(self._labels))
-        if chunk.shape[0] == 0:
-            return
-        chunk = _renormalize(chunk)  # (frames, vocab)
-        self._best.extend(chunk)
-        token_min_logp = self._config.token_min_logp
-        for offset in range(chunk.shape[0]):
-            column = chunk[offset]  # (vocab,)
-            # the exact candidate order pyctcdecode iterates: a set built this way
-            candidates = set(np.where(column >= token_min_logp)[0].tolist()) | {int(column.argmax())}
-            self._step(self.frames + offset, column.tolist(), candidates)
-        self.frames += chunk.shape[0]
+        frames = _search_frames(log_probs, len(self._labels), self._config.token_min_logp, self._best)
+        for offset, (row, candidates) in enumerate(frames):
+            self._step(self.frames + offset, row, candidates)
+        self.frames += len(frames)
 
     def _step(self, frame: int, row: list[float], candidates: set[int]) -> None:
         """Expand every beam by every candidate token, merge, score and prune (one frame)."""
@@ -740,7 +813,239 @@ class BeamSearchStream:
         best = max((x for x in scored if x[0] >= floor), key=itemgetter(0))[1]
         words = self._words(best[0], best[3])
         self._final = Hypothesis(" ".join(w.text for w in words), len(words), words)
+        # The n-best list is pyctcdecode's decode_beams() output: the same floor, the best
+        # beam_width, distinct texts (merged above); nlargest is stable, so best comes first.
+        ranked = heapq.nlargest(self._width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
+        self._ranked = [(score, item[0], item[3]) for score, item in ranked]
         return self._final
+
+    def alternatives(self, n: int) -> tuple[ScoredHypothesis, ...]:
+        """The ``n`` best closed beams of the segment (distinct texts), best first."""
+        final = self.finalize()
+        out = [ScoredHypothesis(final.text, final.words, self._ranked[0][0])]
+        for score, text, spans in self._ranked[1:n]:
+            words = self._words(text, spans)
+            out.append(ScoredHypothesis(" ".join(w.text for w in words), words, score))
+        return tuple(out[:n])
+
+
+# --------------------------------------------------------------------------------------
+# Grammar mode: beam search constrained to a phrase list
+# --------------------------------------------------------------------------------------
+# A live grammar beam (internal): (completed words, their frame spans, trie node (-1: spelling
+# [unk]), partial word, last label or None, partial start, partial end, acoustic score, grammar score)
+_GBeam = tuple[
+    tuple[str, ...], tuple[tuple[int, int], ...], int, str, "str | None", int, int, float, float
+]
+
+
+class GrammarStream:
+    """CTC beam search over one segment, restricted to a :class:`Grammar`'s words.
+
+    vosk's grammar mode for a CTC model: a beam may only spell a prefix of a
+    grammar word (the character trie) and end a word, at a word delimiter,
+    where a grammar word ends; each completed word adds ``grammar_weight *
+    logp(previous, word)`` of the phrase list's bigram, the segment's end adds
+    ``logp(last, </s>)``.  With ``[unk]`` in the grammar a beam that leaves the
+    trie spells on as ``[unk]`` for ``grammar_unk_logp``; without it the beam
+    is dropped.  A grammar word may also end where the next one starts without a
+    delimiter (weak models often skip it between short words).  No n-gram LM,
+    no hotwords: the grammar replaces both, as in vosk.  Blank and delimiter are
+    always expanded, so some beam always survives.
+    """
+
+    def __init__(self, labels: tuple[str, ...], config: DecoderConfig, grammar: Grammar) -> None:
+        self._labels = labels
+        self._config = config
+        self._grammar = grammar
+        self._blank, self._space = labels.index(""), labels.index(" ")
+        self._token = {label: i for i, label in enumerate(labels)}
+        # node -> ((token id, letter, child node), ...): the letters that continue a grammar word
+        self._moves = tuple(
+            tuple((self._token[c], c, child) for c, child in kids.items() if c in self._token)
+            for kids in grammar.children
+        )
+        self._beams: list[_GBeam] = [((), (), 0, "", None, -1, -1, 0.0, 0.0)]
+        self._best = _FrameBest()
+        self._stable = 0
+        self._final: Hypothesis | None = None
+        self._ranked: list[tuple[float, tuple[str, ...], tuple[tuple[int, int], ...]]] = []
+        self._width = config.beam_width
+        self.frames = 0
+
+    def accept(self, log_probs: np.ndarray) -> None:
+        if self._final is not None:
+            raise StreamStateError("accept() after finalize(): start a new stream")
+        frames = _search_frames(log_probs, len(self._labels), self._config.token_min_logp, self._best)
+        for offset, (row, likely) in enumerate(frames):
+            self._step(self.frames + offset, row, likely)
+        self.frames += len(frames)
+
+    def _close(self, node: int, part: str) -> tuple[str, float] | None:
+        """The word a partial at trie ``node`` ends as, and its extra cost; None: it cannot end."""
+        word = self._grammar.word_at[node] if node > 0 else None
+        if word is not None:
+            return word, 0.0
+        if node < 0:  # spelled as [unk]: paid letter by letter already
+            return UNK, 0.0
+        if self._grammar.unk:  # an unfinished grammar word ends as [unk], at [unk]'s price
+            config = self._config
+            return UNK, config.grammar_unk_logp + config.grammar_unk_char_logp * len(part)
+        return None
+
+    def _word_score(self, words: tuple[str, ...], word: str) -> float:
+        config = self._config
+        bonus = config.grammar_word_bonus if word != EOS else 0.0
+        return config.grammar_weight * self._grammar.logp(words[-1] if words else BOS, word) + bonus
+
+    def _step(self, frame: int, row: list[float], likely: set[int]) -> None:
+        """Expand every beam by the tokens the grammar allows it, merge, prune (one frame).
+
+        Unlike the open-vocabulary search, a grammar word's next letter is expanded
+        even when the model finds it unlikely (below token_min_logp): the grammar has
+        few continuations, and forcing speech onto them is the point.  Free spelling
+        ([unk]) only expands the likely tokens.
+        """
+        labels, grammar, config = self._labels, self._grammar, self._config
+        moves, root = self._moves, self._moves[0]
+        blank, space = self._blank, self._space
+        unk_char = config.grammar_unk_char_logp
+        free = [(t, labels[t]) for t in likely if t != blank and t != space] if grammar.unk else []
+        end = frame + 1
+        merged: dict[tuple[tuple[str, ...], str, bool], _GBeam] = {}
+
+        def add(new: _GBeam) -> None:
+            key = (new[0], new[3], new[2] < 0)
+            old = merged.get(key)
+            if old is None:
+                merged[key] = new
+            else:
+                best = new if new[7] > old[7] else old
+                merged[key] = best[:7] + (_log_add(old[7], new[7]), best[8])  # type: ignore[assignment]
+
+        p_blank, p_space = row[blank], row[space]
+        for words, spans, node, part, last, ps, pe, ac, gs in self._beams:
+            add((words, spans, node, part, "", ps, pe, ac + p_blank, gs))
+            if last == " ":
+                add((words, spans, node, part, " ", ps, pe, ac + p_space, gs))
+            elif not part:
+                add((words, spans, 0, "", " ", -1, -1, ac + p_space, gs))
+            else:
+                closed = self._close(node, part)
+                if closed is not None:
+                    word, cost = closed
+                    add((words + (word,), spans + ((ps, pe),), 0, "", " ", -1, -1, ac + p_space,
+                         gs + cost + self._word_score(words, word)))
+            if last and last != " ":  # the same letter again: CTC collapses it
+                add((words, spans, node, part, last, ps, end, ac + row[self._token[last]], gs))
+            spelled: set[str] = set()
+            if node >= 0:
+                for token, char, child in moves[node]:
+                    if char != last:
+                        spelled.add(char)
+                        start = ps if part else frame
+                        add((words, spans, child, part + char, char, start, end, ac + row[token], gs))
+                ended = grammar.word_at[node] if node > 0 else None
+                if ended is not None:  # the next grammar word starts without a delimiter
+                    after = gs + self._word_score(words, ended)
+                    for token, char, child in root:
+                        if char != last and char not in spelled:
+                            spelled.add(char)
+                            add((words + (ended,), spans + ((ps, pe),), child, char, char, frame, end,
+                                 ac + row[token], after))
+            for token, char in free:  # spelling on outside the grammar: [unk]
+                if char != last and char not in spelled:
+                    cost = unk_char if node < 0 else unk_char + config.grammar_unk_logp
+                    start = ps if part else frame
+                    add((words, spans, -1, part + char, char, start, end, ac + row[token], gs + cost))
+        scored = [(b[7] + b[8], b) for b in merged.values()]
+        floor = max(map(itemgetter(0), scored)) + config.beam_prune_logp
+        kept = heapq.nlargest(self._width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
+        self._beams = [b for _, b in kept]
+
+    def stable_words(self) -> int:
+        """Leading completed words shared by every live beam; never decreases."""
+        first = self._beams[0][0]
+        common = len(first)
+        for beam in self._beams[1:]:
+            words = beam[0]
+            n = min(common, len(words))
+            i = 0
+            while i < n and words[i] == first[i]:
+                i += 1
+            common = i
+            if common <= self._stable:
+                break
+        self._stable = max(self._stable, common)
+        return self._stable
+
+    def _hypothesis(self, words: tuple[str, ...], spans: tuple[tuple[int, int], ...], part: str = "") -> Hypothesis:
+        decoded = tuple(DecodedWord(w, s, e, self._best.confidence(s, e)) for w, (s, e) in zip(words, spans))
+        return Hypothesis(" ".join([*words, part] if part else words), self.stable_words(), decoded)
+
+    def partial(self) -> Hypothesis:
+        """Best beam now; its word being spelled shows only once it is a whole grammar word
+        (or as [unk]), so a partial, like vosk's, holds grammar words only."""
+        if self._final is not None:
+            return self._final
+        words, spans, node, part, *_ = self._beams[0]
+        shown = UNK if node < 0 and part else (self._grammar.word_at[node] or "")
+        return self._hypothesis(words, spans, shown)
+
+    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+        """The partial after these frames, with the best ``peek_beams`` beams; the stream is left as it was."""
+        if self._final is not None:
+            return self._final
+        stable = self.stable_words()
+        saved = (self._beams, self.frames, self._width, self._stable)
+        self._width = min(self._width, max(1, self._config.peek_beams))
+        self._beams = self._beams[: self._width]
+        try:
+            self.accept(log_probs)
+            hyp = self.partial()
+            return Hypothesis(hyp.text, stable, hyp.words)
+        finally:
+            self._beams, self.frames, self._width, self._stable = saved
+            self._best.truncate(self.frames)
+
+    def finalize(self) -> Hypothesis:
+        """End of segment: close partial words where the grammar allows, add ``</s>``, pick the best."""
+        if self._final is not None:
+            return self._final
+        closing: dict[tuple[str, ...], tuple[float, float, tuple[tuple[int, int], ...]]] = {}
+        for words, spans, node, part, _, ps, pe, ac, gs in self._beams:
+            if part:
+                closed = self._close(node, part)
+                if closed is None:
+                    continue  # halfway through a grammar word: not a sentence of the grammar
+                word, cost = closed
+                gs += cost + self._word_score(words, word)
+                words, spans = words + (word,), spans + ((ps, pe),)
+            gs += self._word_score(words, EOS)
+            old = closing.get(words)
+            if old is None:
+                closing[words] = (ac, gs, spans)
+            else:
+                closing[words] = (_log_add(old[0], ac), gs, spans if ac > old[0] else old[2])
+        if not closing:  # every beam is inside a word: keep the best beam's completed words
+            words, spans, *_ = self._beams[0]
+            closing[words] = (self._beams[0][7], self._beams[0][8], spans)
+        scored = [(ac + gs, words, spans) for words, (ac, gs, spans) in closing.items()]
+        floor = max(map(itemgetter(0), scored)) + self._config.beam_prune_logp
+        self._ranked = heapq.nlargest(self._width, [x for x in scored if x[0] >= floor], key=itemgetter(0))
+        _, words, spans = self._ranked[0]
+        self._stable = len(words)
+        self._final = self._hypothesis(words, spans)
+        return self._final
+
+    def alternatives(self, n: int) -> tuple[ScoredHypothesis, ...]:
+        """The ``n`` best grammar sentences of the segment (distinct texts), best first."""
+        final = self.finalize()
+        out = [ScoredHypothesis(final.text, final.words, self._ranked[0][0])]
+        for score, words, spans in self._ranked[1:n]:
+            hyp = self._hypothesis(words, spans)
+            out.append(ScoredHypothesis(hyp.text, hyp.words, score))
+        return tuple(out[:n])
 
 
 class BeamSearchDecoder:
@@ -765,8 +1070,16 @@ class BeamSearchDecoder:
             lm = lm.with_params(alpha=config.alpha, beta=config.beta)
         self.lm = lm
 
-    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> BeamSearchStream:
-        """A stream for one segment; ``hotwords`` replaces ``config.hotwords`` if given."""
+    def new_stream(
+        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True, grammar: Grammar | None = None
+    ) -> BeamSearchStream | GrammarStream:
+        """A stream for one segment; ``hotwords`` replaces ``config.hotwords`` if given.
+
+        With ``grammar`` (a compiled vosk phrase list) the stream is a
+        :class:`GrammarStream`: restricted to its words, no LM, no hotwords.
+        """
+        if grammar is not None:
+            return GrammarStream(self.labels, self.config, grammar)
         if isinstance(hotwords, str):
             raise ValueError(f"hotwords must be a sequence of words, got the str {hotwords!r}")
         words = self.config.hotwords if hotwords is None else tuple(hotwords)
@@ -776,5 +1089,5 @@ class BeamSearchDecoder:
 def build_decoder(vocab: Sequence[str], *, lm: LanguageModel | None, config: DecoderConfig) -> Decoder:
     """The decoder for ``config``: greedy (ignores ``lm``) or beam search."""
     if config.greedy:
-        return GreedyDecoder(vocab)
+        return GreedyDecoder(vocab, config)
     return BeamSearchDecoder(vocab, lm=lm, config=config)

@@ -10,6 +10,7 @@ what came instead, e.g. ``"logits have 33 columns, vocabulary has 32"``.
     ├── ModelLoadError        missing/corrupt checkpoint files, unknown hub id, offline
     ├── VocabularyError       logits/vocabulary size mismatch, unusable vocab.json
     ├── LanguageModelError    missing/corrupt KenLM file, alphabet that does not fit
+    ├── GrammarError          a phrase list with no word the model can spell
     └── StreamStateError      API used out of order (audio after finish(), ...)
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "AudioError",
+    "GrammarError",
     "LanguageModelError",
     "ModelLoadError",
     "StreamStateError",
@@ -43,6 +45,10 @@ class VocabularyError(StreamingError, ValueError):
 
 class LanguageModelError(StreamingError):
     """A language model that cannot be loaded or does not fit the vocabulary."""
+
+
+class GrammarError(StreamingError, ValueError):
+    """A grammar (vosk phrase list) that cannot restrict decoding to anything."""
 
 
 class StreamStateError(StreamingError, RuntimeError):

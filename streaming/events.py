@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Event", "Final", "Partial", "Word"]
+__all__ = ["Alternative", "Event", "Final", "Partial", "Word"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ class Partial:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """One of a segment's n best hypotheses (``Engine.new_stream(max_alternatives=N)``)."""
+
+    text: str
+    words: tuple[Word, ...]
+    score: float  # the decoder's natural-log score (higher is better), comparable within a segment
+
+
+@dataclass(frozen=True)
 class Final:
     """A closed segment: its text will never change.  Emitted at an endpoint,
     on ``reset()`` and on ``finish()``."""
@@ -52,6 +61,8 @@ class Final:
     start: float  # seconds: where the segment began
     end: float  # seconds: where the segment ended (endpoint or end of audio)
     reason: str  # "silence", "max-length", "reset" or "finish"
+    # The n best distinct hypotheses, best first (``text`` is the first); empty unless asked for.
+    alternatives: tuple[Alternative, ...] = ()
 
 
 Event = Partial | Final

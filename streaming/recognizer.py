@@ -32,11 +32,12 @@ import numpy as np
 
 from .acoustic_model import AcousticModel, ModelInfo, load_model
 from .audio import StreamResampler, as_float32_mono, validate_sample_rate
-from .decoder import Decoder, DecoderConfig, DecoderStream, Hypothesis, build_decoder
+from .decoder import DecodedWord, Decoder, DecoderConfig, DecoderStream, build_decoder
 from .endpointing import EndpointConfig, Endpointer
 from .errors import AudioError, ModelLoadError, StreamStateError
-from .events import Event, Final, Partial, Word
-from .language_model import LanguageModel, load_language_model
+from .events import Alternative, Event, Final, Partial, Word
+from .grammar import Grammar, compile_grammar
+from .language_model import LanguageModel, build_labels, load_language_model
 from .normalization import NORMALIZATION_MODES, RunningStats, normalize_utterance
 from .stitching import FeatureCache, WindowOutput, WindowRequest
 from .windows import (
@@ -188,8 +189,14 @@ class Engine:
         """The decoder every stream's segments come from (holds the LM)."""
         return self._decoder
 
-    def new_decoder_stream(self, *, use_lm: bool = True, hotwords: Sequence[str] = ()) -> DecoderStream:
-        return self._decoder.new_stream(hotwords=tuple(hotwords) or None, use_lm=use_lm)
+    def new_decoder_stream(
+        self, *, use_lm: bool = True, hotwords: Sequence[str] = (), grammar: Grammar | None = None
+    ) -> DecoderStream:
+        return self._decoder.new_stream(hotwords=tuple(hotwords) or None, use_lm=use_lm, grammar=grammar)
+
+    def compile_grammar(self, phrases: Sequence[str]) -> Grammar:
+        """A vosk phrase list compiled for this engine's vocabulary (see streaming/grammar.py)."""
+        return compile_grammar(phrases, build_labels(self.info.vocab))
 
     # ---------------------------------------------------------------- streams
     def new_stream(
@@ -200,6 +207,8 @@ class Engine:
         use_lm: bool = True,
         inline: bool = True,
         record_log_probs: bool = False,
+        max_alternatives: int = 0,
+        grammar: Sequence[str] = (),
     ) -> Recognizer:
         return Recognizer(
             self,
@@ -208,6 +217,8 @@ class Engine:
             use_lm=use_lm,
             inline=inline,
             record_log_probs=record_log_probs,
+            max_alternatives=max_alternatives,
+            grammar=grammar,
         )
 
     def run_windows(self, requests: Sequence[WindowRequest]) -> list[WindowOutput]:
@@ -289,7 +300,7 @@ class Engine:
         end = log_probs.shape[0] * self.geometry.frame_seconds
         return Final(
             text=hyp.text,
-            words=_words(hyp, 0, self.geometry.frame_seconds),
+            words=_words(hyp.words, 0, self.geometry.frame_seconds),
             segment=0,
             start=0.0,
             end=end,
@@ -309,7 +320,11 @@ class Recognizer:
         use_lm: bool = True,
         inline: bool = True,
         record_log_probs: bool = False,
+        max_alternatives: int = 0,
+        grammar: Sequence[str] = (),
     ) -> None:
+        if isinstance(max_alternatives, bool) or not isinstance(max_alternatives, int) or max_alternatives < 0:
+            raise ValueError(f"max_alternatives must be an int >= 0, got {max_alternatives!r}")
         self.engine = engine
         self.id = next(engine._stream_ids)
         self.sample_rate = validate_sample_rate(sample_rate)
@@ -318,6 +333,11 @@ class Recognizer:
         self._resampler = StreamResampler(self.sample_rate, engine.info.sample_rate)
         self._use_lm = use_lm
         self._hotwords = tuple(hotwords)
+        self._max_alternatives = max_alternatives  # n-best list size of each Final; 0: none
+        # vosk's phrase_list: recognition restricted to these phrases' words (no LM, no hotwords).
+        if isinstance(grammar, str):
+            raise ValueError(f"grammar must be a sequence of phrases, got the str {grammar!r}")
+        self._grammar = engine.compile_grammar(grammar) if grammar else None
         self._stats = RunningStats()
         # Audio on the model's time line: samples [_buf_start, _buf_start + len(_buf)).
         self._buf = np.zeros(0, dtype=np.float32)
@@ -481,7 +501,7 @@ class Recognizer:
         self._total_samples += block.size
 
     def _new_decoder_stream(self) -> DecoderStream:
-        return self.engine.new_decoder_stream(use_lm=self._use_lm, hotwords=self._hotwords)
+        return self.engine.new_decoder_stream(use_lm=self._use_lm, hotwords=self._hotwords, grammar=self._grammar)
 
     def _run_inline(self) -> None:
         while True:
@@ -579,21 +599,27 @@ class Recognizer:
                 segment=self._segment,
                 start=_seconds(self._segment_start, self._geo.frame_seconds),
                 end=_seconds(self._decoded_frames + ahead, self._geo.frame_seconds),
-                words=_words(hyp, self._segment_start, self._geo.frame_seconds),
+                words=_words(hyp.words, self._segment_start, self._geo.frame_seconds),
             )
         )
 
     def _close_segment(self, reason: str) -> None:
         hyp = self._stream.finalize()
         if hyp.text or reason in ("reset", "finish"):
+            fs = self._geo.frame_seconds
+            alternatives = tuple(
+                Alternative(a.text, _words(a.words, self._segment_start, fs), round(a.score, 3))
+                for a in (self._stream.alternatives(self._max_alternatives) if self._max_alternatives else ())
+            )
             self._events.append(
                 Final(
                     text=hyp.text,
-                    words=_words(hyp, self._segment_start, self._geo.frame_seconds),
+                    words=_words(hyp.words, self._segment_start, fs),
                     segment=self._segment,
-                    start=_seconds(self._segment_start, self._geo.frame_seconds),
-                    end=_seconds(self._decoded_frames, self._geo.frame_seconds),
+                    start=_seconds(self._segment_start, fs),
+                    end=_seconds(self._decoded_frames, fs),
                     reason=reason,
+                    alternatives=alternatives,
                 )
             )
             self._segment += 1
@@ -619,7 +645,7 @@ def _seconds(frames: int, frame_seconds: float) -> float:
     return round(frames * frame_seconds, 6)
 
 
-def _words(hyp: Hypothesis, offset_frames: int, frame_seconds: float) -> tuple[Word, ...]:
+def _words(words: Sequence[DecodedWord], offset_frames: int, frame_seconds: float) -> tuple[Word, ...]:
     return tuple(
         Word(
             text=w.text,
@@ -627,7 +653,7 @@ def _words(hyp: Hypothesis, offset_frames: int, frame_seconds: float) -> tuple[W
             end=_seconds(offset_frames + w.end_frame, frame_seconds),
             confidence=w.confidence,
         )
-        for w in hyp.words
+        for w in words
     )
 
 

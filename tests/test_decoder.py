@@ -9,6 +9,7 @@ tokens per frame pass ``token_min_logp`` and the beams really compete.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from streaming.decoder import (
     _renormalize,
     build_decoder,
 )
-from streaming.errors import StreamStateError, VocabularyError
-from streaming.language_model import LanguageModel, load_language_model
+from streaming.errors import GrammarError, StreamStateError, VocabularyError
+from streaming.grammar import compile_grammar
+from streaming.language_model import LanguageModel, build_labels, load_language_model
 
 ARPA = Path(__file__).resolve().parent / "fixtures" / "tiny.arpa"
 # the usual 32-token English wav2vec2 vocabulary (lower-cased), index order
@@ -144,6 +146,32 @@ def test_identical_over_random_settings(lm: LanguageModel, references: dict) -> 
         decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=config)
         _, final = run_stream(decoder.new_stream(), log_probs, int(rng.choice([1, 2, 5, 50])))
         assert as_pyctc(final) == (ref[0], ref[2]), f"case {case}: {settings_}"
+
+
+@pytest.mark.parametrize("use_lm", [False, True], ids=["no-lm", "lm"])
+@pytest.mark.parametrize("utterance", range(len(UTTERANCES)))
+def test_alternatives_are_pyctcdecodes_beams(utterance: int, use_lm: bool, lm: LanguageModel, references: dict) -> None:
+    """The n-best list: decode_beams()' texts, word frames and combined scores, best first."""
+    log_probs = make_log_probs(UTTERANCES[utterance], seed=utterance, noise=2.5)
+    settings_: dict[str, Any] = dict(beam_width=24, prune_history=False)
+    ref = references[use_lm].decode_beams(log_probs, **settings_)
+    stream = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=DecoderConfig(**settings_)).new_stream()
+    _, final = run_stream(stream, log_probs, 7)
+    alternatives = stream.alternatives(100)
+    assert len(ref) >= 2 and len({a.text for a in alternatives}) == len(alternatives)  # distinct
+    assert [as_pyctc(Hypothesis(a.text, 0, a.words)) for a in alternatives] == [(b[0], b[2]) for b in ref]
+    assert [a.score for a in alternatives] == pytest.approx([b[4] for b in ref], abs=1e-9)
+    assert alternatives[0].text == final.text
+    assert [a.text for a in stream.alternatives(3)] == [b[0] for b in ref[:3]]
+
+
+def test_greedy_alternative_is_the_best_path() -> None:
+    log_probs = make_log_probs("the cat", seed=3)
+    stream = GreedyDecoder(VOCAB).new_stream()
+    stream.accept(log_probs)
+    (only,) = stream.alternatives(20)
+    assert only.text == stream.finalize().text
+    assert only.score == pytest.approx(float(_renormalize(log_probs.astype(np.float64)).max(axis=1).sum()))
 
 
 def test_alpha_beta_overrides_match_pyctcdecode(lm: LanguageModel) -> None:
@@ -442,3 +470,102 @@ def test_benchmark_entry_point_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--seconds", "1", "3", "--beam-width", "8"]) == 0
     out = capsys.readouterr().out
     assert "incremental ms/chunk" in out and "identical to pyctcdecode over the whole utterance: True" in out
+
+
+# --------------------------------------------------------------------------------------
+# grammar mode (vosk's phrase_list)
+# --------------------------------------------------------------------------------------
+LABELS = build_labels(VOCAB)
+
+
+def grammar_stream(phrases: list[str], **config: Any) -> Any:
+    return BeamSearchDecoder(VOCAB, config=DecoderConfig(**config)).new_stream(
+        grammar=compile_grammar(phrases, LABELS)
+    )
+
+
+def decode_grammar(phrases: list[str], log_probs: np.ndarray, chunk: int = 5, **config: Any) -> Hypothesis:
+    return run_stream(grammar_stream(phrases, **config), log_probs, chunk)[1]
+
+
+def test_grammar_restricts_recognition_to_the_phrase_words() -> None:
+    log_probs = make_log_probs("the cat sat on the mat", seed=1, noise=0.5)
+    words = decode_grammar(["cat sat", "mat"], log_probs).text.split()
+    assert words and set(words) <= {"cat", "sat", "mat"}
+    free = run_stream(BeamSearchDecoder(VOCAB).new_stream(), log_probs, 5)[1].text
+    assert free == "the cat sat on the mat"  # the unconstrained search hears every word
+
+
+def test_grammar_unk_takes_out_of_grammar_speech() -> None:
+    log_probs = make_log_probs("the cat sat on the mat", seed=1, noise=0.5)
+    final = decode_grammar(["cat", "sat", "mat", "[unk]"], log_probs)
+    # "on the" may come out as one [unk] or two: a delimiter skipped costs about what a word's [unk] does
+    assert final.text.startswith("[unk] cat sat [unk]") and final.text.endswith("[unk] mat")
+    assert [w.text for w in final.words] == final.text.split()
+    frames = [(w.start_frame, w.end_frame) for w in final.words]
+    assert frames == sorted(frames) and all(s < e for s, e in frames)
+
+
+def test_grammar_forces_unlikely_letters_and_missing_delimiters() -> None:
+    """A grammar word is found when the model spells it badly (a letter below
+    token_min_logp) or runs two words together without a delimiter."""
+    assert decode_grammar(["cat", "dog"], make_log_probs("cet", seed=2, noise=0.1)).text == "cat"
+    assert decode_grammar(["cat", "dog"], make_log_probs("catdog", seed=2, noise=0.1)).text == "cat dog"
+    elephant = make_log_probs("elephant", seed=2, noise=0.1, peak=(6.0, 10.0))
+    assert decode_grammar(["cat", "dog", "[unk]"], elephant).text == "[unk]"
+    assert set(decode_grammar(["cat", "dog"], elephant).text.split()) <= {"cat", "dog"}  # forced, as in vosk
+
+
+def test_grammar_prefers_the_phrases_word_order() -> None:
+    """Two words the audio cannot tell apart: the bigram of the phrases decides."""
+    log_probs = make_log_probs("one x", seed=4, noise=0.1)
+    x = TOKEN["x"]
+    log_probs[:, x] = np.log(0.5)  # "x" frames become an even choice between "i" and "a"
+    lp = log_probs.copy()
+    spots = np.where(make_log_probs("one x", seed=4, noise=0.1).argmax(axis=1) == x)[0]
+    lp[spots, TOKEN["i"]] = lp[spots, TOKEN["a"]] = np.log(0.45)
+    assert decode_grammar(["one i", "a"], lp).text == "one i"
+    assert decode_grammar(["one a", "i"], lp).text == "one a"
+
+
+def test_grammar_stream_peek_alternatives_and_stable_prefix() -> None:
+    log_probs = make_log_probs("cat sat mat", seed=5)
+    stream = grammar_stream(["cat", "sat", "mat", "hat"], peek_beams=4)
+    stable = 0
+    for start in range(0, len(log_probs), 3):
+        before = stream.partial()
+        peeked = stream.peek(log_probs[start : start + 6])
+        assert stream.partial() == before  # peek leaves the stream as it was
+        assert peeked.stable_words >= before.stable_words
+        stream.accept(log_probs[start : start + 3])
+        assert stream.partial().stable_words >= stable
+        stable = stream.partial().stable_words
+    final = stream.finalize()
+    assert final.text == "cat sat mat"
+    alternatives = stream.alternatives(5)
+    assert alternatives[0].text == final.text and alternatives[0].words == final.words
+    assert len({a.text for a in alternatives}) == len(alternatives) >= 2
+    assert [a.score for a in alternatives] == sorted((a.score for a in alternatives), reverse=True)
+    assert all(set(a.text.split()) <= {"cat", "sat", "mat", "hat"} for a in alternatives)
+    with pytest.raises(StreamStateError):
+        stream.accept(log_probs[:2])
+
+
+def test_greedy_decoder_searches_when_given_a_grammar() -> None:
+    stream = GreedyDecoder(VOCAB).new_stream(grammar=compile_grammar(["cat"], LABELS))
+    stream.accept(make_log_probs("cet", seed=2, noise=0.1))
+    assert stream.finalize().text == "cat"
+
+
+def test_compile_grammar_like_vosk(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="streaming.grammar"):
+        grammar = compile_grammar(["Zero ONE two", "naïve oh", "[UNK]"], LABELS)
+    assert grammar.words == ("oh", "one", "two", "zero") and grammar.unk
+    assert "cannot spell: naïve" in caplog.text  # dropped, as vosk drops words missing in its vocabulary
+    for previous in ("<s>", "zero", "one", "two", "oh", "[unk]"):
+        following = [*grammar.words, "[unk]", "</s>"]
+        assert sum(math.exp(grammar.logp(previous, w)) for w in following) == pytest.approx(1.0)
+    assert grammar.logp("zero", "one") > grammar.logp("zero", "oh")
+    assert grammar.logp("<s>", "zero") > grammar.logp("<s>", "two")
+    with pytest.raises(GrammarError, match="no word the model can spell"):
+        compile_grammar(["ñ", "  "], LABELS)

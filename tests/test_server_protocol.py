@@ -18,7 +18,7 @@ from server.native import NativeProtocol, ServerInfo
 from server.protocol import AudioIn, Configure, Finish, Reset, TimedEvent, Timing, decode_pcm
 from server.vosk import VoskProtocol
 from streaming.errors import AudioError, StreamStateError
-from streaming.events import Final, Partial, Word
+from streaming.events import Alternative, Final, Partial, Word
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,7 +53,7 @@ def test_vosk_config_then_audio_then_eof() -> None:
     assert cmd.options.sample_rate == 8000
     assert cmd.options.words is False
     assert cmd.options.max_alternatives == 2
-    assert cmd.options.hotwords == ("hello world",)
+    assert cmd.options.grammar == ("hello world", "[unk]") and cmd.options.hotwords == ()
     audio = proto.receive(np.array([1, -2, 3], dtype="<i2").tobytes())
     assert isinstance(audio, AudioIn) and audio.samples.tolist() == [1, -2, 3]
     assert isinstance(proto.receive('{"reset": 1}'), Reset)
@@ -145,7 +145,7 @@ def _timed(event: Partial | Final) -> TimedEvent:
     return TimedEvent(event, Timing(0.1, 1.0, 0.0))
 
 
-def test_vosk_replies_one_final_per_audio_reply_and_merge_at_eof() -> None:
+def test_vosk_reply_holds_the_finals_of_its_block_merged() -> None:
     proto = VoskProtocol()
     proto.receive(b"")
     assert json.loads(proto.audio_reply()) == {"partial": ""}
@@ -153,11 +153,14 @@ def test_vosk_replies_one_final_per_audio_reply_and_merge_at_eof() -> None:
     assert json.loads(proto.audio_reply()) == {"partial": "he"}
     final0 = Final("hello", (_word("hello", 0.1),), 0, 0.0, 1.0, "silence")
     final1 = Final("world", (_word("world", 1.1),), 1, 1.0, 2.0, "silence")
+    proto.accept_events([_timed(final0)])
+    first = json.loads(proto.audio_reply())  # the block whose decoding made the final
+    assert first == {"text": "hello", "result": [{"word": "hello", "start": 0.1, "end": 0.3, "conf": 0.5}]}
+    assert json.loads(proto.audio_reply()) == {"partial": ""}
+    # Two finals made by one block: one reply (the client reads one), merged.
     proto.accept_events([_timed(final0), _timed(Partial("x", "", 1, 1.0, 1.5)), _timed(final1)])
-    first = json.loads(proto.audio_reply())
-    assert first["text"] == "hello"
-    assert first["result"] == [{"word": "hello", "start": 0.1, "end": 0.3, "conf": 0.5}]
-    assert json.loads(proto.audio_reply())["text"] == "world"
+    both = json.loads(proto.audio_reply())
+    assert both["text"] == "hello world" and [w["word"] for w in both["result"]] == ["hello", "world"]
     assert json.loads(proto.audio_reply()) == {"partial": ""}
     proto.accept_events([_timed(final0), _timed(final1)])
     merged = json.loads(proto.final_reply())
@@ -167,19 +170,33 @@ def test_vosk_replies_one_final_per_audio_reply_and_merge_at_eof() -> None:
 
 
 def test_vosk_alternatives_layout() -> None:
+    """vosk-api's NbestResult: {"alternatives": [{"confidence", "result": [{word, start, end}], "text"}]}."""
     proto = VoskProtocol()
     proto.receive('{"config": {"max_alternatives": 3}}')
-    proto.accept_events([_timed(Final("hi", (_word("hi", 0.0),), 0, 0.0, 1.0, "finish"))])
-    reply = json.loads(proto.final_reply())
-    assert reply == {
+    alternatives = (
+        Alternative("hi", (_word("hi", 0.0),), -1.5),
+        Alternative("high", (_word("high", 0.0),), -2.25),
+    )
+    proto.accept_events([_timed(Final("hi", (_word("hi", 0.0),), 0, 0.0, 1.0, "finish", alternatives))])
+    assert json.loads(proto.final_reply()) == {
         "alternatives": [
-            {
-                "confidence": 0.5,
-                "text": "hi",
-                "result": [{"word": "hi", "start": 0.0, "end": 0.2, "conf": 0.5}],
-            }
+            {"confidence": -1.5, "result": [{"word": "hi", "start": 0.0, "end": 0.2}], "text": "hi"},
+            {"confidence": -2.25, "result": [{"word": "high", "start": 0.0, "end": 0.2}], "text": "high"},
         ]
     }
+    # Nothing recognised: vosk's empty n-best reply.
+    assert json.loads(proto.final_reply()) == {"alternatives": [{"confidence": 1.0, "text": ""}]}
+    # Two finals in one reply: each alternative of the last after the best of the first.
+    first = Final("oh", (_word("oh", 0.0),), 0, 0.0, 1.0, "silence", (Alternative("oh", (_word("oh", 0.0),), -1.0),))
+    second = Final("hi", (_word("hi", 1.0),), 1, 1.0, 2.0, "finish", alternatives)
+    proto.accept_events([_timed(first), _timed(second)])
+    reply = json.loads(proto.final_reply())
+    assert [(a["text"], a["confidence"]) for a in reply["alternatives"]] == [("oh hi", -2.5), ("oh high", -3.25)]
+    assert [w["word"] for w in reply["alternatives"][1]["result"]] == ["oh", "high"]
+    proto = VoskProtocol()
+    proto.receive('{"config": {"max_alternatives": 3, "words": false}}')
+    proto.accept_events([_timed(Final("hi", (_word("hi", 0.0),), 0, 0.0, 1.0, "finish", alternatives))])
+    assert json.loads(proto.final_reply())["alternatives"][0] == {"confidence": -1.5, "text": "hi"}
 
 
 # ---------------------------------------------------------------- native

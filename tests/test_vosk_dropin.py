@@ -14,19 +14,26 @@ grammar tests use the shipped model on real (espeak-ng) speech.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import subprocess
 from typing import Any
 
+import jiwer
 import numpy as np
 import pytest
+import soundfile as sf
 from test_server import joined, reference, run, running
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from server.cli import build_parser, config_from_args
 from streaming.audio import StreamResampler
+from streaming.decoder import DecoderConfig
+from streaming.endpointing import EndpointConfig
 from streaming.events import Final
-from streaming.recognizer import Engine
+from streaming.recognizer import DEFAULT_MODEL_DIR, Engine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -200,3 +207,144 @@ def test_20ms_frames_pushed_without_waiting(engine: Engine, pcm8k: np.ndarray) -
     assert len(replies) == len(frames) + 1
     assert all(("partial" in r) != ("text" in r) for r in replies)
     assert texts(replies) == finals_text(reference(engine, pcm8k, 8000, block=block))
+
+
+# ---------------------------------------------------------------- the shipped model, real speech
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Engine:
+    """models/en-small with its LM: the n-best and grammar tests need a model that hears speech."""
+    return Engine.load(DEFAULT_MODEL_DIR)
+
+
+def espeak(tmp_path_factory: pytest.TempPathFactory, text: str) -> tuple[np.ndarray, int]:
+    out = tmp_path_factory.mktemp("espeak") / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(out), text], check=True)
+    audio, rate = sf.read(out, dtype="int16")
+    return audio, rate
+
+
+def config_and_blocks(audio: np.ndarray, rate: int, **config: Any) -> list[str | bytes]:
+    """What vosk's test_alternatives.py / test_words.py send: config, then 0.2 s blocks."""
+    return [json.dumps({"config": {"sample_rate": rate, **config}}), *pcm_blocks(audio, rate // 5)]
+
+
+def test_max_alternatives_20(shipped: Engine, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """vosk's test_alternatives.py: n best distinct hypotheses with scores, in vosk's layout."""
+    audio, rate = espeak(tmp_path_factory, "hello world this is a streaming test")
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with running(shipped) as server:
+            nbest = await session(server.port, config_and_blocks(audio, rate, max_alternatives=20))
+            plain = await session(server.port, config_and_blocks(audio, rate))
+        return nbest, plain
+
+    nbest, plain = run(scenario(), timeout=100)
+    results = [r["alternatives"] for r in nbest if "alternatives" in r]
+    assert results and len(results) == len([r for r in plain if "text" in r])
+    assert all("partial" in r for r in nbest if "alternatives" not in r)
+    for alternatives in results:
+        assert 1 <= len(alternatives) <= 20
+        texts_ = [a["text"] for a in alternatives]
+        assert len(set(texts_)) == len(texts_)  # distinct
+        scores = [a["confidence"] for a in alternatives]
+        assert scores == sorted(scores, reverse=True)
+        for a in alternatives:
+            assert [w["word"] for w in a.get("result", [])] == a["text"].split()
+            assert all(set(w) == {"word", "start", "end"} for w in a.get("result", []))
+    assert max(len(a) for a in results) >= 2  # real n-best lists, not just the best
+    # The first alternative is the result a client without max_alternatives gets.
+    assert joined([a[0]["text"] for a in results]) == texts(plain)
+
+
+@pytest.fixture(scope="module")
+def short_segments(tiny_layer_model: Any) -> Engine:
+    """0.4 s segments: one 1 s window of decoding makes two finals."""
+    return Engine.load(
+        tiny_layer_model, lm=False, decoder=DecoderConfig(greedy=True), endpoint=EndpointConfig(max_segment_s=0.4)
+    )
+
+
+@pytest.mark.parametrize("block", [4000, 320, 48_000])  # 0.25 s, 20 ms, 3 s
+def test_a_final_comes_in_the_reply_to_the_block_that_made_it(
+    short_segments: Engine, pcm16k: np.ndarray, block: int
+) -> None:
+    frames: list[str | bytes] = ['{"config": {"sample_rate": 16000}}', *pcm_blocks(pcm16k, block)]
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(short_segments) as server:
+            return await session(server.port, frames, wait=block != 320)
+
+    replies = run(scenario(), timeout=100)
+    # In process: which finals does each block make?
+    rec = short_segments.new_stream(sample_rate=16_000, use_lm=False)
+    made: list[str | None] = []
+    for i in range(0, len(pcm16k), block):
+        rec.accept_audio(pcm16k[i : i + block])
+        finals = [e.text for e in rec.events() if isinstance(e, Final)]
+        made.append(joined(finals) if finals else None)
+    rec.finish()
+    made.append(joined([e.text for e in rec.events() if isinstance(e, Final)]))
+    assert [r.get("text") for r in replies] == made
+    assert sum(m is not None for m in made[:-1]) >= 1  # mid-stream finals happened
+
+
+# vosk-server's websocket/test_words.py
+DIGITS = ["zero one two three four five", "six seven eight nine oh"]
+
+
+def test_digits_phrase_list_comes_out_as_digits(shipped: Engine, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Grammar mode: a phrase list restricts recognition to its words, as vosk's does."""
+    said = ["four oh seven nine two", "one two three four five six seven eight nine zero oh"]
+    clips = [espeak(tmp_path_factory, text) for text in said]
+
+    async def scenario() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        async with running(shipped) as server:
+            out = []
+            for audio, rate in clips:
+                grammar = await session(server.port, config_and_blocks(audio, rate, phrase_list=DIGITS, words=0))
+                free = await session(server.port, config_and_blocks(audio, rate, words=0))
+                out.append((grammar, free))
+            return out
+
+    results = run(scenario(), timeout=110)
+    digits = set(" ".join(DIGITS).split())
+    heard = [texts(grammar) for grammar, _ in results]
+    free = [texts(open_vocabulary) for _, open_vocabulary in results]
+    for grammar, _ in results:
+        assert all("result" not in r for r in grammar)  # "words": 0
+        for reply in grammar:
+            assert set((reply.get("text") or reply.get("partial") or "").split()) <= digits  # digits only
+    assert jiwer.wer(said, heard) <= 0.25, heard
+    # The shipped model alone mishears digits ("for", "to", "at"); the grammar is what makes it usable.
+    assert jiwer.wer(said, heard) <= jiwer.wer(said, free), (heard, free)
+
+
+def test_unk_in_the_phrase_list_takes_other_speech(shipped: Engine, tmp_path_factory: pytest.TempPathFactory) -> None:
+    audio, rate = espeak(tmp_path_factory, "call me at five five five")
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with running(shipped) as server:
+            return await session(server.port, config_and_blocks(audio, rate, phrase_list=[*DIGITS, "[unk]"]))
+
+    replies = run(scenario(), timeout=100)
+    words = texts(replies).split()
+    assert set(words) <= set(" ".join(DIGITS).split()) | {"[unk]"}
+    assert "[unk]" in words and "five" in words, words
+    assert [w["word"] for r in replies for w in r.get("result", [])] == words
+
+
+def test_phrase_list_the_model_cannot_spell_is_refused(shipped: Engine) -> None:
+    async def scenario() -> tuple[dict[str, Any], int | None]:
+        async with running(shipped) as server, connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            await ws.send('{"config": {"phrase_list": ["数字"]}}')
+            await ws.send(b"\x00\x00" * 1600)
+            error = json.loads(await ws.recv())
+            with contextlib.suppress(ConnectionClosed):
+                await ws.recv()
+            return error, ws.close_code
+
+    error, code = run(scenario())
+    assert error["code"] == "bad_message" and "no word the model can spell" in error["error"]
+    assert code == 1007
