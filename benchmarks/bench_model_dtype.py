@@ -37,11 +37,12 @@ VOCAB = ("<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz", "'
 
 
 # Random configurations for runs without a checkpoint: "small" (default, ~6.4M
-# parameters, seconds to run) and "base" (wav2vec2-base sized, ~94M, for
-# figures representative of a real model; XLSR-53/large-lv60 is ~3.3x base).
+# parameters, seconds to run), "base" (wav2vec2-base sized, ~94M, for figures
+# representative of a real model) and "large" (large-lv60 / XLSR-53 sized, ~315M).
 PRESETS: dict[str, dict[str, int]] = {
     "small": {"conv": 256, "hidden": 256, "layers": 6, "heads": 4, "ffn": 1024},
     "base": {"conv": 512, "hidden": 768, "layers": 12, "heads": 12, "ffn": 3072},
+    "large": {"conv": 512, "hidden": 1024, "layers": 24, "heads": 16, "ffn": 4096},
 }
 
 
