@@ -350,24 +350,36 @@ def test_a_full_replicas_overflow_lands_on_another_and_503_only_when_all_are_ful
     full, *others = ready.replicas
     rejected_before = full.rejected_for_capacity()
 
-    async def scenario() -> tuple[list[int], int, str | None, list[list[dict]]]:
+    async def scenario() -> tuple[list[int], list[tuple[int, str | None]], list[list[dict]]]:
         # Clients connected straight to one replica fill it behind HAProxy's back: its
         # leastconn count for that replica stays 0, so it will send streams there.
+        # They open all at once, well within the ~2 s HAProxy's checks need to see the
+        # full replica's /readyz 503, so leastconn does pick it and the 503 is retried.
         direct = [await open_native(f"ws://127.0.0.1:{full.port}") for _ in range(MAX_CONNECTIONS)]
-        through = [await open_native(ready.url) for _ in range(MAX_CONNECTIONS * len(others))]
+        through = list(await asyncio.gather(*(open_native(ready.url) for _ in range(MAX_CONNECTIONS * len(others)))))
         counts = [await asyncio.to_thread(r.streams) for r in ready.replicas]
-        try:
-            await open_native(ready.url)
-            refused, retry_after = 0, None
-        except InvalidStatus as exc:
-            refused, retry_after = exc.response.status_code, exc.response.headers.get("Retry-After")
+        refused = [await refusal()]
+        # Full replicas answer /readyz with 503, so the checks take all three out; then
+        # HAProxy itself answers, with the same Retry-After.
+        await asyncio.to_thread(
+            wait_for, "every full replica DOWN", lambda: set(ready.status().values()) == {"DOWN"}, CHECK_TIMEOUT_S
+        )
+        refused.append(await refusal())
         done = await asyncio.gather(*(native_rest(ws, m, blocks(clip)) for ws, m in direct + through))
-        return counts, refused, retry_after, done
+        return counts, refused, done
 
-    counts, refused, retry_after, done = run(scenario())
+    async def refusal() -> tuple[int, str | None]:
+        try:
+            ws, _ = await open_native(ready.url)
+        except InvalidStatus as exc:
+            return exc.response.status_code, exc.response.headers.get("Retry-After")
+        await ws.close()
+        return 101, None
+
+    counts, refused, done = run(scenario())
     assert counts == [MAX_CONNECTIONS] * 3  # no client saw a 503 while a slot was free
     assert full.rejected_for_capacity() > rejected_before  # HAProxy did try the full one, then went on
-    assert refused == 503 and retry_after == "5"  # every replica full: the server's own 503 reaches the client
+    assert refused == [(503, "5"), (503, "5")]  # every replica full: a 503, only then
     expected = reference_text(ready, clip)
     assert all(finished(m) and final_text(m) == expected for m in done)
 
