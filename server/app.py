@@ -633,7 +633,7 @@ class _VoskSession(_Session):
 
     def __init__(self, server: SpeechServer, ws: ServerConnection) -> None:
         super().__init__(server, ws)
-        self.proto = VoskProtocol(server.config.vosk_sample_rate)
+        self.proto = VoskProtocol(server.config)
 
     def proto_receive(self, frame: str | bytes) -> Command:
         return self.proto.receive(frame)

@@ -21,7 +21,10 @@ __all__ = ["build_parser", "main"]
 
 _DEFAULTS = ServerConfig()
 TOKEN_ENV = "XLSR_STREAM_AUTH_TOKEN"
-SAMPLE_RATE_ENV = "VOSK_SAMPLE_RATE"  # vosk-server's own variable, so its deployments keep their setting
+# vosk-server's own variables, so its deployments keep their settings.
+SAMPLE_RATE_ENV = "VOSK_SAMPLE_RATE"
+ALTERNATIVES_ENV = "VOSK_ALTERNATIVES"
+WORDS_ENV = "VOSK_SHOW_WORDS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"Hz of vosk streams that send no sample_rate in a config (default: ${SAMPLE_RATE_ENV}, "
         f"else {_DEFAULTS.vosk_sample_rate}, vosk-server's)",
+    )
+    vosk.add_argument(
+        "--vosk-alternatives",
+        type=int,
+        default=None,
+        help=f"n-best entries of vosk results whose config sends no max_alternatives (default: ${ALTERNATIVES_ENV}, "
+        f"else {_DEFAULTS.vosk_max_alternatives}: a plain result)",
+    )
+    vosk.add_argument(
+        "--vosk-words",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"word lists in vosk results whose config sends no words (default: ${WORDS_ENV}, else on)",
     )
 
     limits = parser.add_argument_group("limits")
@@ -183,24 +199,46 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allowed_origins=tuple(args.allowed_origin),
         decode_threads=args.decode_threads,
         auth_token=args.auth_token or os.environ.get(TOKEN_ENV) or None,
-        vosk_sample_rate=vosk_sample_rate(args.vosk_sample_rate),
+        vosk_sample_rate=_env_whole(args.vosk_sample_rate, SAMPLE_RATE_ENV, "Hz", _DEFAULTS.vosk_sample_rate),
+        vosk_max_alternatives=_env_whole(
+            args.vosk_alternatives, ALTERNATIVES_ENV, "entries", _DEFAULTS.vosk_max_alternatives
+        ),
+        vosk_words=_env_bool(args.vosk_words, WORDS_ENV, _DEFAULTS.vosk_words),
     )
 
 
-def vosk_sample_rate(flag: int | None) -> int:
-    """--vosk-sample-rate, else $VOSK_SAMPLE_RATE (vosk-server reads it as a float), else 8000."""
+def _env_whole(flag: int | None, env_name: str, unit: str, default: int) -> int:
+    """The flag, else the variable (vosk-server reads numbers with float()/int()), else the default."""
     if flag is not None:
         return flag
-    env = os.environ.get(SAMPLE_RATE_ENV, "").strip()
+    env = os.environ.get(env_name, "").strip()
     if not env:
-        return _DEFAULTS.vosk_sample_rate
+        return default
     try:
-        rate = float(env)
+        number = float(env)
     except ValueError:
-        raise ValueError(f"${SAMPLE_RATE_ENV} must be a number of Hz, got {env[:40]!r}") from None
-    if not rate.is_integer():
-        raise ValueError(f"${SAMPLE_RATE_ENV} must be a whole number of Hz, got {env[:40]!r}")
-    return int(rate)
+        raise ValueError(f"${env_name} must be a number of {unit}, got {env[:40]!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"${env_name} must be a whole number of {unit}, got {env[:40]!r}")
+    return int(number)
+
+
+def _env_bool(flag: bool | None, env_name: str, default: bool) -> bool:
+    """The flag, else the variable: 1/true/yes/on or 0/false/no/off, else the default.
+
+    (vosk-server takes any non-empty value as true, even "0"; someone who wrote
+    VOSK_SHOW_WORDS=0 meant off.)
+    """
+    if flag is not None:
+        return flag
+    env = os.environ.get(env_name, "").strip().lower()
+    if not env:
+        return default
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"${env_name} must be 1/true/yes/on or 0/false/no/off, got {env[:40]!r}")
 
 
 def ssl_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:

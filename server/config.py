@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from streaming.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
-__all__ = ["HTTP_PATHS", "ServerConfig"]
+__all__ = ["HTTP_PATHS", "MAX_VOSK_ALTERNATIVES", "ServerConfig"]
 
+MAX_VOSK_ALTERNATIVES = 100  # n-best entries per result: far more than any client reads
 HTTP_PATHS = ("/healthz", "/readyz", "/metrics")  # plain HTTP routes; every other path but native_path is vosk
 
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")
@@ -88,6 +89,10 @@ class ServerConfig:
     # The rate of vosk streams that send no config: vosk-server's default (its
     # VOSK_SAMPLE_RATE), which its Go, Node, C# and browser samples rely on at 8 kHz.
     vosk_sample_rate: int = 8000
+    # What vosk streams get unless their config says otherwise, as vosk-server's
+    # VOSK_ALTERNATIVES (0: a plain result) and VOSK_SHOW_WORDS (on) set them.
+    vosk_max_alternatives: int = 0
+    vosk_words: bool = True
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -123,3 +128,6 @@ class ServerConfig:
         _check_range("vosk_sample_rate", self.vosk_sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
         if not float(self.vosk_sample_rate).is_integer():
             raise ValueError(f"vosk_sample_rate must be a whole number of Hz, got {self.vosk_sample_rate}")
+        _check_range("vosk_max_alternatives", self.vosk_max_alternatives, 0, MAX_VOSK_ALTERNATIVES)
+        if not isinstance(self.vosk_words, bool):
+            raise TypeError(f"vosk_words must be a bool, got {type(self.vosk_words).__name__}")

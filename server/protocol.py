@@ -40,7 +40,6 @@ __all__ = [
 ENCODINGS = ("int16", "float32")
 MAX_HOTWORDS = 1000  # a large phrase list; more is a grammar, not hotwords
 MAX_HOTWORD_CHARS = 200
-MAX_ALTERNATIVES = 100
 
 
 @dataclass(frozen=True)

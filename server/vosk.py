@@ -41,10 +41,9 @@ from typing import Any
 
 from streaming.events import Alternative, Final, Partial
 
-from .config import ServerConfig
+from .config import MAX_VOSK_ALTERNATIVES, ServerConfig
 from .errors import ErrorCode, SessionError
 from .protocol import (
-    MAX_ALTERNATIVES,
     AudioIn,
     Command,
     Configure,
@@ -72,12 +71,18 @@ _CONTROL_KEYS = ("config", "eof", "reset")
 class VoskProtocol:
     """State of one vosk session's wire protocol (not of its recognition).
 
-    ``default_sample_rate``: the rate of a stream whose config does not say
-    (vosk-server's ``VOSK_SAMPLE_RATE``, 8000 there).
+    ``config`` gives what a stream gets when its config does not say: its
+    ``vosk_sample_rate``, ``vosk_words`` and ``vosk_max_alternatives``
+    (vosk-server's ``VOSK_SAMPLE_RATE``, ``VOSK_SHOW_WORDS``, ``VOSK_ALTERNATIVES``).
     """
 
-    def __init__(self, default_sample_rate: int = ServerConfig.vosk_sample_rate) -> None:
-        self.options = StreamOptions(sample_rate=default_sample_rate)
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        config = config or ServerConfig()
+        self.options = StreamOptions(
+            sample_rate=config.vosk_sample_rate,
+            words=config.vosk_words,
+            max_alternatives=config.vosk_max_alternatives,
+        )
         self._audio_started = False  # audio, reset or eof seen: options are fixed
         self._finished = False
         self._spare = b""  # the odd byte of the last block: the first half of a sample
@@ -142,7 +147,7 @@ class VoskProtocol:
             elif key == "words":
                 changes["words"] = bool(value)  # vosk-server: bool(words)
             elif key == "max_alternatives":
-                changes["max_alternatives"] = vosk_int("config.max_alternatives", value, 0, MAX_ALTERNATIVES)
+                changes["max_alternatives"] = vosk_int("config.max_alternatives", value, 0, MAX_VOSK_ALTERNATIVES)
             elif key == "phrase_list":
                 # vosk's grammar mode: recognition restricted to the phrases' words
                 # ("[unk]" among them lets other speech through as [unk]).

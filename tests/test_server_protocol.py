@@ -67,7 +67,14 @@ def test_vosk_defaults_without_config() -> None:
     assert isinstance(proto.receive(b""), AudioIn)  # an empty block is fine, as in vosk
     assert proto.options.sample_rate == 8000  # vosk-server's default
     assert proto.options.words is True
-    assert VoskProtocol(default_sample_rate=16_000).options.sample_rate == 16_000
+    server_wide = VoskProtocol(ServerConfig(vosk_sample_rate=16_000, vosk_words=False, vosk_max_alternatives=5))
+    assert (server_wide.options.sample_rate, server_wide.options.words, server_wide.options.max_alternatives) == (
+        16_000,
+        False,
+        5,
+    )
+    server_wide.receive('{"config": {"words": 1}}')  # a config still overrides them
+    assert server_wide.options.words is True and server_wide.options.max_alternatives == 5
 
 
 def test_vosk_is_as_lenient_as_vosk_server() -> None:

@@ -102,17 +102,21 @@ def test_no_config_is_decoded_at_the_vosk_rate(engine: Engine, pcm8k: np.ndarray
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         async with running(engine) as server:
             default = await session(server.port, pcm_blocks(pcm8k, block))
-        async with running(engine, vosk_sample_rate=16_000) as server:
+        # VOSK_SAMPLE_RATE=16000 VOSK_SHOW_WORDS=0 VOSK_ALTERNATIVES=2, as a vosk-server deployment sets them
+        async with running(engine, vosk_sample_rate=16_000, vosk_words=False, vosk_max_alternatives=2) as server:
             as16k = await session(server.port, pcm_blocks(pcm8k, block))
         return default, as16k
 
     default, as16k = run(scenario())
+    results = [r["alternatives"] for r in as16k if "alternatives" in r]
+    assert results and all("result" not in a for alternatives in results for a in alternatives)
+    as16k = [{"text": r["alternatives"][0]["text"]} if "alternatives" in r else r for r in as16k]
     assert texts(default) == finals_text(reference(engine, pcm8k, 8000, block=block))
     assert texts(as16k) == finals_text(reference(engine, pcm8k, 16_000, block=block))
     assert texts(default) != texts(as16k)  # the rate really changes what is decoded
 
 
-def test_vosk_sample_rate_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vosk_settings_from_flags_and_vosk_servers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     parse = build_parser().parse_args
     monkeypatch.delenv("VOSK_SAMPLE_RATE", raising=False)
     assert config_from_args(parse([])).vosk_sample_rate == 8000
@@ -124,6 +128,19 @@ def test_vosk_sample_rate_flag_and_environment(monkeypatch: pytest.MonkeyPatch) 
         config_from_args(parse([]))
     with pytest.raises(ValueError, match="vosk_sample_rate must be in 4000..384000, got 100"):
         config_from_args(parse(["--vosk-sample-rate", "100"]))
+    monkeypatch.delenv("VOSK_SAMPLE_RATE")
+    # vosk-server's other two variables
+    monkeypatch.setenv("VOSK_ALTERNATIVES", "5")
+    monkeypatch.setenv("VOSK_SHOW_WORDS", "false")
+    config = config_from_args(parse([]))
+    assert (config.vosk_max_alternatives, config.vosk_words) == (5, False)
+    config = config_from_args(parse(["--vosk-alternatives", "0", "--vosk-words"]))
+    assert (config.vosk_max_alternatives, config.vosk_words) == (0, True)
+    monkeypatch.setenv("VOSK_SHOW_WORDS", "maybe")
+    with pytest.raises(ValueError, match=r"\$VOSK_SHOW_WORDS must be 1/true/yes/on or 0/false/no/off, got 'maybe'"):
+        config_from_args(parse([]))
+    with pytest.raises(ValueError, match="vosk_max_alternatives must be in 0..100, got 101"):
+        config_from_args(parse(["--vosk-alternatives", "101", "--no-vosk-words"]))
 
 
 def test_every_other_path_speaks_vosk(engine: Engine, pcm16k: np.ndarray) -> None:
