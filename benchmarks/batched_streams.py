@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from streaming.recognizer import Engine, Recognizer
+from streaming.stitching import WindowOutput, WindowRequest
 
 __all__ = ["DriveResult", "drive_streams", "speech_audio"]
 
@@ -70,7 +71,7 @@ class _Clock:
     batch_walls: list[float] = field(default_factory=list)
 
 
-def _run(engine: Engine, pending: list[tuple[Recognizer, list]], max_batch: int, clock: _Clock) -> None:
+def _run(engine: Engine, pending: list[tuple[Recognizer, list[WindowRequest]]], max_batch: int, clock: _Clock) -> None:
     """Forward every pending window in batches of at most max_batch, then let each stream decode."""
     flat = [(stream, request) for stream, requests in pending for request in requests]
     for start in range(0, len(flat), max_batch):
@@ -82,7 +83,7 @@ def _run(engine: Engine, pending: list[tuple[Recognizer, list]], max_batch: int,
         clock.model_wall_s += clock.batch_walls[-1]
         clock.forwards += 1
         clock.windows += len(batch)
-        by_stream: dict[int, tuple[Recognizer, list, list]] = {}
+        by_stream: dict[int, tuple[Recognizer, list[WindowRequest], list[WindowOutput]]] = {}
         for (stream, request), output in zip(batch, outputs, strict=True):
             entry = by_stream.setdefault(id(stream), (stream, [], []))
             entry[1].append(request)

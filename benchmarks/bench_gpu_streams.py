@@ -47,7 +47,8 @@ from batched_streams import drive_streams, speech_audio  # noqa: E402
 from bench_model_dtype import write_random_checkpoint  # noqa: E402
 
 from streaming.decoder import DecoderConfig  # noqa: E402
-from streaming.recognizer import Engine, Recognizer  # noqa: E402
+from streaming.recognizer import Engine  # noqa: E402
+from streaming.stitching import WindowRequest  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def real_time_level(engine: Engine, streams: int, *, seconds: float, max_batch: 
     next_at = [i * chunk / streams for i in range(streams)]  # when its next block arrives
     arrivals: list[collections.deque[float]] = [collections.deque() for _ in range(streams)]
     in_flight = [False] * streams
-    queue: collections.deque[tuple[int, float, object]] = collections.deque()  # (stream, ready, request)
+    queue: collections.deque[tuple[int, float, WindowRequest]] = collections.deque()  # (stream, ready, request)
     latencies: list[float] = []
     batches: list[int] = []
     start = time.perf_counter()
@@ -125,13 +126,12 @@ def real_time_level(engine: Engine, streams: int, *, seconds: float, max_batch: 
             time.sleep(max(0.0, min(next_at) - (time.perf_counter() - start)))
             continue
         batch = [queue.popleft() for _ in range(min(max_batch, len(queue)))]
-        outputs = engine.run_windows([request for _, _, request in batch])  # type: ignore[misc]
+        outputs = engine.run_windows([request for _, _, request in batch])
         done = time.perf_counter() - start
         batches.append(len(batch))
         for (i, ready, request), output in zip(batch, outputs, strict=True):
-            rec: Recognizer = recognizers[i]
-            rec.accept_window_outputs([request], [output])  # type: ignore[list-item]
-            rec.events()
+            recognizers[i].accept_window_outputs([request], [output])
+            recognizers[i].events()
             latencies.append(done - ready)
             in_flight[i] = False
             take(i)
