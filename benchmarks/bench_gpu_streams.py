@@ -75,16 +75,16 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def chunk_seconds(engine: Engine) -> float:
-    return float(engine.chunk_frames * engine.geometry.frame_seconds)
+    return engine.plan.chunk_seconds
 
 
 def real_time_level(engine: Engine, streams: int, *, seconds: float, max_batch: int, budget_s: float) -> Level:
     """``streams`` real-time streams for ``seconds`` of wall clock; see the module docstring."""
     chunk = chunk_seconds(engine)
     rate = engine.info.sample_rate
-    geo = engine.geometry
+    geo = engine.plan.geometry
     # Audio that completes window 0: its chunk, the look-ahead, and the conv's receptive field past the last hop.
-    first_samples = round((chunk + engine.right_frames * geo.frame_seconds) * rate) + (
+    first_samples = round((chunk + engine.plan.right_frames * geo.frame_seconds) * rate) + (
         geo.receptive_field_samples - geo.hop_samples
     )
     audio = speech_audio(seconds + 2 * chunk + 1)

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             engine = Engine(timed, language_model=base.language_model, decoder_config=base.decoder_config,
                             window=window, endpoint=EndpointConfig(enabled=False),
                             normalization=norm, reuse_features=reuse)
-            if reuse and not engine.reuse_features:
+            if reuse and not engine.plan.reuse_features:
                 continue
             timed.seconds = 0.0
             texts, agree, delta, same = [], [], [], 0
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                 agree.append(float((lp.argmax(axis=1) == best).mean()))
                 delta.append(float(np.abs(lp[np.arange(len(best)), best] - ref_lp[np.arange(len(best)), best]).mean()))
             ratio = timed.seconds / offline_s
-            label = f"{window.chunk_s}/{window.left_context_s}/{window.right_context_s}{'m' * engine.memory}"
-            print(f"{label:>18} {norm:>8} {str(engine.reuse_features):>5} {ratio:7.2f}x "
+            label = f"{window.chunk_s}/{window.left_context_s}/{window.right_context_s}{'m' * engine.plan.memory}"
+            print(f"{label:>18} {norm:>8} {str(engine.plan.reuse_features):>5} {ratio:7.2f}x "
                   f"{np.mean(agree):8.1%} {np.mean(delta):8.3f} {word_error_rate(refs, texts):7.2%} "
                   f"{same:>5}/{len(audios)}")
     return 0

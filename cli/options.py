@@ -6,7 +6,8 @@ import argparse
 import logging
 
 from streaming import DecoderConfig, EndpointConfig, Engine, WindowConfig
-from streaming.windows import RECOMPUTED_LEFT_CONTEXT_S
+from streaming.normalization import NORMALIZATION_MODES
+from streaming.windows import default_left_context_s
 
 __all__ = ["add_engine_arguments", "engine_from_args", "window_from_args"]
 
@@ -48,15 +49,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     win = parser.add_argument_group("streaming windows")
     win.add_argument("--chunk-s", type=float, default=_WINDOW.chunk_s, help="output per window, seconds")
     win.add_argument("--left-context-s", type=float, default=argparse.SUPPRESS,
-                     help=f"past audio the model sees (default: {_WINDOW.left_context_s:g} with attention memory, "
-                          f"{RECOMPUTED_LEFT_CONTEXT_S:g} without)")
+                     help=f"past audio the model sees (default: {default_left_context_s(True):g} with attention "
+                          f"memory, {default_left_context_s(False):g} without)")
     win.add_argument("--attention-memory", action=argparse.BooleanOptionalAction, default=_WINDOW.memory,
                      help="keep the left context as each layer's cached inputs instead of recomputing it "
                           "(needs a layer-norm conv front end; others recompute)")
     win.add_argument("--right-context-s", type=float, default=_WINDOW.right_context_s,
                      help="look-ahead: every output frame hears this much future; partials show it "
                           "provisionally (--peek-beams), finals wait for it")
-    win.add_argument("--normalization", choices=("running", "window", "none"), default="running",
+    win.add_argument("--normalization", choices=NORMALIZATION_MODES, default="running",
                      help="how do_normalize is applied to streams")
 
     ep = parser.add_argument_group("endpointing")
@@ -68,7 +69,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 def window_from_args(args: argparse.Namespace) -> WindowConfig:
     left = getattr(args, "left_context_s", None)  # absent unless given: its default depends on the mode
     if left is None:
-        left = _WINDOW.left_context_s if args.attention_memory else RECOMPUTED_LEFT_CONTEXT_S
+        left = default_left_context_s(args.attention_memory)
     return WindowConfig(args.chunk_s, left, args.right_context_s, memory=args.attention_memory)
 
 

@@ -347,10 +347,7 @@ class SpeechServer:
 
 def _window_seconds(engine: Any) -> Any:
     """Seconds of stream one window moves the decoder forward: its chunk."""
-    try:
-        chunk_s = float(engine.chunk_frames) * float(engine.geometry.frame_seconds)
-    except AttributeError:
-        return None
+    chunk_s = engine.plan.chunk_seconds
     return lambda _request: chunk_s
 
 

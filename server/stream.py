@@ -61,7 +61,7 @@ class StreamDriver:
         self._rec: Any = None
         self._pending: deque[np.ndarray] = deque()  # received blocks not yet given to the recognizer
         self._pumping = False
-        self._one_at_a_time = bool(getattr(engine, "reuse_features", False))
+        self._one_at_a_time = engine.plan.one_window_in_flight
         self._lock = asyncio.Lock()
         self._outputs: asyncio.Queue[tuple[list[Any], list[Any]]] = asyncio.Queue()
         self._decode_task: asyncio.Task[None] | None = None

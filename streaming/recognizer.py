@@ -38,18 +38,10 @@ from .errors import AudioError, ModelLoadError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
 from .grammar import Grammar, compile_grammar
 from .language_model import LanguageModel, build_labels, load_language_model
-from .normalization import NORMALIZATION_MODES, RunningStats, normalize_utterance
+from .normalization import RunningStats, normalize_utterance
+from .plan import StreamPlan, plan_stream
 from .stitching import FeatureCache, WindowOutput, WindowRequest
-from .windows import (
-    RECOMPUTED_LEFT_CONTEXT_S,
-    FrameGeometry,
-    Window,
-    WindowConfig,
-    chunk_ready,
-    num_frames,
-    plan_window,
-    seconds_to_frames,
-)
+from .windows import FrameGeometry, Window, WindowConfig, num_frames
 
 __all__ = ["DEFAULT_MODEL_DIR", "Engine", "Recognizer", "default_model_path"]
 
@@ -89,45 +81,26 @@ class Engine:
         normalization: str = "running",
         reuse_features: bool = True,
     ) -> None:
-        if normalization not in NORMALIZATION_MODES:
-            raise ValueError(f"normalization must be one of {NORMALIZATION_MODES}, got {normalization!r}")
         self.model = model
         self.info: ModelInfo = model.info
         self.language_model = language_model
         self.decoder_config = decoder_config or DecoderConfig()
-        self.window = window or WindowConfig()
         self.endpoint = endpoint or EndpointConfig()
-        self.geometry = FrameGeometry(
-            hop_samples=self.info.hop_samples,
-            receptive_field_samples=self.info.receptive_field_samples,
-            sample_rate=self.info.sample_rate,
+        self.plan: StreamPlan = plan_stream(
+            window or WindowConfig(),
+            FrameGeometry(
+                hop_samples=self.info.hop_samples,
+                receptive_field_samples=self.info.receptive_field_samples,
+                sample_rate=self.info.sample_rate,
+            ),
+            features_are_local=model.features_are_local,
+            pos_context_frames=model.pos_context_frames,
+            do_normalize=self.info.do_normalize,
+            normalization=normalization,
+            reuse_features=reuse_features,
         )
-        self.chunk_frames, self.left_frames, self.right_frames = self.window.frames(self.geometry)
-        self.normalization = normalization if self.info.do_normalize else "none"
-        # Reusing conv features is exact only when a frame's features depend on
-        # its own 400 samples: a local encoder, and samples scaled once.
-        self.reuse_features = (
-            reuse_features and model.features_are_local and self.normalization != "window"
-        )
-        # Attention memory: windows hold no recomputed left context; the left
-        # context is each layer's cached inputs (memory_frames of them), and the
-        # positional convolution sees pos_context_frames of real past features.
-        self.memory = self.window.memory and self.reuse_features
-        if self.window.memory and not self.memory:
-            # Recomputing seconds of context in every window would cost several
-            # offline passes: fall back to the short recomputed context.
-            recomputed = seconds_to_frames(RECOMPUTED_LEFT_CONTEXT_S, self.geometry)
-            if self.left_frames > recomputed:
-                logger.info(
-                    "attention memory needs a local conv front end (feat_extract_norm='layer') and "
-                    "running or no normalization; recomputing %.1f s of left context instead of %.1f s",
-                    RECOMPUTED_LEFT_CONTEXT_S, self.window.left_context_s,
-                )
-                self.left_frames = recomputed
-        self.memory_frames = self.left_frames if self.memory else 0
-        self.pos_context_frames = model.pos_context_frames if self.memory else 0
-        if self.memory:
-            self.left_frames = 0
+        if self.plan.fallback is not None:
+            logger.info("%s", self.plan.fallback)
         self._decoder = build_decoder(self.info.vocab, lm=language_model, config=self.decoder_config)
         self._model_lock = threading.Lock()
         self._stream_ids = itertools.count()
@@ -228,7 +201,7 @@ class Engine:
         """
         outputs: list[WindowOutput | None] = [None] * len(requests)
         with self._model_lock:
-            if not self.reuse_features:
+            if not self.plan.reuse_features:
                 for idx, batch in _group_by_arrays([r.samples for r in requests]):
                     log_probs = self.model.log_probs(batch)  # (batch, frames, vocab)
                     for i, lp in zip(idx, log_probs):
@@ -244,7 +217,7 @@ class Engine:
             for req, new in zip(requests, new_features):
                 parts = [p for p in (req.cached_features, new) if p is not None and p.shape[0]]
                 full.append(np.concatenate(parts, axis=0))  # (pos_context + window frames, conv_dim)
-            if self.memory:
+            if self.plan.memory:
                 self._run_with_memory(requests, full, new_features, outputs)
                 return [o for o in outputs if o is not None]
             for idx, batch in _group_by_arrays(full):
@@ -278,7 +251,7 @@ class Engine:
         audio = _prepare_utterance(samples, sample_rate, self.info.sample_rate)
         if self.info.do_normalize:
             audio = normalize_utterance(audio)
-        if num_frames(audio.shape[0], self.geometry) == 0:
+        if num_frames(audio.shape[0], self.plan.geometry) == 0:
             return np.zeros((0, len(self.info.vocab)), dtype=np.float32)
         with self._model_lock:
             return self.model.log_probs(audio[None, :])[0]
@@ -297,10 +270,10 @@ class Engine:
         if log_probs.shape[0]:
             stream.accept(log_probs)
         hyp = stream.finalize()
-        end = log_probs.shape[0] * self.geometry.frame_seconds
+        end = log_probs.shape[0] * self.plan.geometry.frame_seconds
         return Final(
             text=hyp.text,
-            words=_words(hyp.words, 0, self.geometry.frame_seconds),
+            words=_words(hyp.words, 0, self.plan.geometry.frame_seconds),
             segment=0,
             start=0.0,
             end=end,
@@ -329,7 +302,8 @@ class Recognizer:
         self.id = next(engine._stream_ids)
         self.sample_rate = validate_sample_rate(sample_rate)
         self.inline = inline
-        self._geo = engine.geometry
+        self._plan = plan = engine.plan
+        self._geo = plan.geometry
         self._resampler = StreamResampler(self.sample_rate, engine.info.sample_rate)
         self._use_lm = use_lm
         self._hotwords = tuple(hotwords)
@@ -436,26 +410,25 @@ class Recognizer:
     def take_windows(self) -> list[WindowRequest]:
         """Windows whose audio is complete, in order.  Each must come back through
         :meth:`accept_window_outputs`, in the same order."""
-        if self.engine.reuse_features and self._in_flight:
+        if self._plan.one_window_in_flight and self._in_flight:
             # The next window's overlap features are still being computed.
             return []
         requests: list[WindowRequest] = []
         available = num_frames(self._total_samples, self._geo)
-        c, left, right = self.engine.chunk_frames, self.engine.left_frames, self.engine.right_frames
         while True:
             k = self._next_request
             if self._total_frames is not None:
-                if k * c >= self._total_frames:
+                if k * self._plan.chunk_frames >= self._total_frames:
                     break
-                window = plan_window(k, c, left, right, self._total_frames)
-            elif chunk_ready(k, c, right, available):
-                window = plan_window(k, c, left, right, None)
+                window = self._plan.window(k, self._total_frames)
+            elif self._plan.ready(k, available):
+                window = self._plan.window(k, None)
             else:
                 break
             requests.append(self._request(window))
             self._next_request += 1
             self._in_flight += 1
-            if self.engine.reuse_features:
+            if self._plan.one_window_in_flight:
                 break
         self._trim_buffer()
         return requests
@@ -479,7 +452,7 @@ class Recognizer:
             if output.new_features is not None:
                 self._features.append(request.new_frame_start, output.new_features)
             kept = output.kept(window)  # (chunk frames, vocab)
-            if self.engine.memory:
+            if self._plan.memory:
                 self._remember(output, window)
             if self._recorded is not None:
                 self._recorded.append(kept)
@@ -516,12 +489,12 @@ class Recognizer:
             raise ValueError("a window with attention memory came back without its keys and values")
         new = output.keys_values[:, window.keep_slice()]  # (layers, chunk frames, 2 * hidden)
         memory = new if self._memory is None else np.concatenate([self._memory, new], axis=1)
-        self._memory = memory[:, -self.engine.memory_frames :] if self.engine.memory_frames else memory[:, :0]
+        frames = self._plan.memory_frames
+        self._memory = memory[:, -frames:] if frames else memory[:, :0]
 
     def _next_window_start(self) -> int:
         """First frame any window not yet handed out will need (conv features included)."""
-        engine = self.engine
-        return max(0, self._next_request * engine.chunk_frames - engine.left_frames - engine.pos_context_frames)
+        return self._plan.first_needed_frame(self._next_request)
 
     def _trim_buffer(self) -> None:
         keep_from = self._geo.frame_start_sample(self._next_window_start())
@@ -544,7 +517,7 @@ class Recognizer:
             # The last window takes the tail too (< 1 hop): no frame needs it, but
             # GroupNorm convs normalise over every sample, as a full forward does.
             end = self._total_samples
-        mode = self.engine.normalization
+        mode = self._plan.normalization
         if mode == "running" and end > self._scaled_upto:
             # Scale new samples once, with the statistics of the stream up to this
             # window's end: independent of how the client cut its blocks.
@@ -552,7 +525,7 @@ class Recognizer:
             self._stats.update(self._buf[seg])
             self._buf[seg] = self._stats.scale(self._buf[seg])
             self._scaled_upto = end
-        if not self.engine.reuse_features:
+        if not self._plan.reuse_features:
             samples = self._samples(start, end).copy()
             if mode == "window":
                 samples = normalize_utterance(samples)
@@ -560,7 +533,7 @@ class Recognizer:
         new_start = max(window.frame_start, min(self._features.end, window.frame_end))
         # With attention memory the positional conv also needs features of up to
         # pos_context_frames before the window (0 otherwise).
-        feature_start = max(0, window.frame_start - self.engine.pos_context_frames)
+        feature_start = max(0, window.frame_start - self._plan.pos_context_frames)
         cached = self._features.take(feature_start, new_start)
         samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
         return WindowRequest(
@@ -634,7 +607,7 @@ class Recognizer:
             and not self._closed
             and self._in_flight == 0
             and self._total_frames is not None
-            and self._next_output * self.engine.chunk_frames >= self._total_frames
+            and self._next_output * self._plan.chunk_frames >= self._total_frames
         ):
             self._close_segment("finish")
             self._closed = True

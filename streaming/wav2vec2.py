@@ -39,7 +39,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import Tensor, nn
 
+from . import windows
 from .errors import ModelLoadError
+from .windows import FrameGeometry
 
 __all__ = [
     "STANDARD_CONV_KERNELS",
@@ -77,8 +79,9 @@ def num_frames(
     """Number of output frames the conv feature encoder yields for ``num_samples``.
 
     Each unpadded conv layer maps a length ``n`` to ``(n - kernel) // stride + 1``
-    (0 once ``n < kernel``).  With the standard stack this equals
-    ``(num_samples - 400) // 320 + 1`` for ``num_samples >= 400``:
+    (0 once ``n < kernel``).  Composed, that is ``(num_samples - receptive_field) // hop + 1``,
+    :func:`streaming.windows.num_frames` for the stack's geometry; with the standard
+    stack ``(num_samples - 400) // 320 + 1`` for ``num_samples >= 400``:
 
     >>> num_frames(16000)          # 1 s at 16 kHz
     49
@@ -95,12 +98,10 @@ def num_frames(
         )
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
-    length = int(num_samples)
-    for kernel, stride in zip(kernels, strides, strict=True):
-        if length < kernel:
-            return 0
-        length = (length - kernel) // stride + 1
-    return length
+    # Floor divisions compose, so the layer-by-layer lengths reduce to the one
+    # closed form the engine's windows use.
+    geometry = FrameGeometry(hop_samples(strides), receptive_field_samples(kernels, strides))
+    return windows.num_frames(int(num_samples), geometry)
 
 
 def hop_samples(strides: Sequence[int] = STANDARD_CONV_STRIDES) -> int:

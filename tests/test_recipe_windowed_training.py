@@ -96,7 +96,7 @@ def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, 
     path = write_tiny_checkpoint(tmp_path / "m", family="layer")
     engine = Engine.load(path, lm=False, endpoint=EndpointConfig(enabled=False), normalization="none",
                          window=WindowConfig(chunk * 0.02, memory * 0.02, right * 0.02, memory=True))
-    assert engine.memory
+    assert engine.plan.memory
     lengths = [9000, 6400]
     x, mask = _batch(lengths)
     with torch.no_grad():
@@ -126,7 +126,7 @@ def test_running_normalize_scales_as_the_engine_does(tiny_layer_model: Path, spe
     audio = audio[: 4 * rate] * 3.0 + 0.01  # a level and DC offset of its own
     engine = Engine.load(tiny_layer_model, lm=False, endpoint=EndpointConfig(enabled=False), reuse_features=False,
                          window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2, memory=False))
-    assert engine.normalization == "running"
+    assert engine.plan.normalization == "running"
     rec = engine.new_stream(sample_rate=rate, inline=False)
     scaled = torch.full((audio.shape[0],), float("nan"), dtype=torch.float64)
     for i in range(0, audio.shape[0] + 1, 1600):

@@ -42,8 +42,8 @@ def test_stitched_frames_equal_full_forward_for_a_local_model(tmp_path, speech, 
     engine = Engine.load(write_local_checkpoint(tmp_path / "local"), lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW,
                          window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.2, memory=memory),
                          reuse_features=reuse)
-    assert engine.reuse_features is reuse and engine.memory is memory
-    assert engine.left_frames == (0 if memory else 10) and engine.pos_context_frames == (8 if memory else 0)
+    assert engine.plan.reuse_features is reuse and engine.plan.memory is memory
+    assert engine.plan.left_frames == (0 if memory else 10) and engine.plan.pos_context_frames == (8 if memory else 0)
     rec, _ = stream_all(engine, audio, rate, record_log_probs=True)
     stitched = rec.recorded_log_probs()
     full = engine.offline_log_probs(audio, rate)
@@ -79,12 +79,12 @@ def test_attention_memory_beats_recomputed_context_and_stays_bounded(tiny_layer_
         if memory:
             layers = engine.model.num_layers
             assert rec._memory is not None
-            assert rec._memory.shape[:2] == (layers, min(engine.memory_frames, full.shape[0]))
+            assert rec._memory.shape[:2] == (layers, min(engine.plan.memory_frames, full.shape[0]))
     assert deltas[0.0, True] > deltas[0.4, True] > deltas[2.0, True], deltas
     assert deltas[2.0, True] < deltas[0.4, False], deltas
     # GroupNorm conv features are not local: no feature cache, so no memory either.
     group = Engine.load(tiny_group_model, lm=False, window=WindowConfig(memory=True))
-    assert not group.memory and group.left_frames == 30
+    assert not group.plan.memory and group.plan.left_frames == 30
 
 
 @pytest.mark.parametrize("family", ["layer", "group"])

@@ -1,0 +1,141 @@
+"""The stream plan: every windowing decision of an engine, made once.
+
+What goes through the model for which frames depends on the window settings
+(:class:`~streaming.windows.WindowConfig`) *and* on facts of the model: whether
+its conv features are local (a frame's features depend only on its own 400
+samples, so they can be reused between overlapping windows), how many past
+frames its positional convolution needs, and whether it was trained on
+normalised audio.  :func:`plan_stream` combines them into one frozen
+:class:`StreamPlan`; the engine, the window scheduler, the server and the
+command line read it and never work the policy out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .normalization import NORMALIZATION_MODES
+from .windows import (
+    RECOMPUTED_LEFT_CONTEXT_S,
+    FrameGeometry,
+    Window,
+    WindowConfig,
+    chunk_ready,
+    plan_window,
+    seconds_to_frames,
+)
+
+__all__ = ["StreamPlan", "plan_stream"]
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """How one engine cuts every stream into windows (all sizes in frames)."""
+
+    geometry: FrameGeometry
+    chunk_frames: int  # output frames each window keeps
+    # Left context recomputed inside each window; 0 with attention memory, whose
+    # past comes from cached keys and values instead.
+    left_frames: int
+    right_frames: int  # look-ahead every kept frame hears
+    memory: bool  # left context as each layer's cached keys and values (Transformer-XL style)
+    memory_frames: int  # frames of keys and values kept per layer (0 without memory)
+    pos_context_frames: int  # past conv features the positional conv sees (memory only, else 0)
+    normalization: str  # the mode in effect: "running", "window" or "none"
+    reuse_features: bool  # overlap conv features are cached, not recomputed
+    # Why the plan gives less than the settings asked for (the engine logs it), else None.
+    fallback: str | None = None
+
+    @property
+    def chunk_seconds(self) -> float:
+        """Seconds of stream one window moves the decoder forward: 50 frames -> 1.0."""
+        return self.chunk_frames * self.geometry.frame_seconds
+
+    @property
+    def one_window_in_flight(self) -> bool:
+        """With feature reuse a window needs the features its predecessor computes."""
+        return self.reuse_features
+
+    def window(self, index: int, total_frames: int | None) -> Window:
+        """Chunk ``index``'s window (``total_frames`` once the stream's end is known)."""
+        return plan_window(index, self.chunk_frames, self.left_frames, self.right_frames, total_frames)
+
+    def ready(self, index: int, available_frames: int) -> bool:
+        """Whether chunk ``index`` has its full look-ahead in ``available_frames``."""
+        return chunk_ready(index, self.chunk_frames, self.right_frames, available_frames)
+
+    def first_needed_frame(self, next_index: int) -> int:
+        """First frame (conv features included) any window from chunk ``next_index`` on needs."""
+        return max(0, next_index * self.chunk_frames - self.left_frames - self.pos_context_frames)
+
+
+def plan_stream(
+    window: WindowConfig,
+    geometry: FrameGeometry,
+    *,
+    features_are_local: bool,
+    pos_context_frames: int,
+    do_normalize: bool,
+    normalization: str = "running",
+    reuse_features: bool = True,
+) -> StreamPlan:
+    """The plan for ``window`` settings on a model with these facts.
+
+    The defaults on a local ("layer") model with a 4-frame positional context:
+    1 s chunks, 0.4 s look-ahead, 6 s of attention memory and no recomputed context:
+
+    >>> local = dict(features_are_local=True, pos_context_frames=4, do_normalize=True)
+    >>> p = plan_stream(WindowConfig(), FrameGeometry(), **local)
+    >>> p.chunk_frames, p.left_frames, p.right_frames, p.memory_frames, p.pos_context_frames
+    (50, 0, 20, 300, 4)
+    >>> p.normalization, p.reuse_features, p.chunk_seconds
+    ('running', True, 1.0)
+
+    Per-window normalisation rescales every sample in every window, so features
+    cannot be reused, and memory falls back to 0.6 s of recomputed context:
+
+    >>> p = plan_stream(WindowConfig(), FrameGeometry(), **local, normalization="window")
+    >>> p.memory, p.left_frames, p.reuse_features, p.pos_context_frames
+    (False, 30, False, 0)
+
+    A model trained without ``do_normalize`` gets its samples as they are:
+
+    >>> plan_stream(WindowConfig(), FrameGeometry(), features_are_local=True, pos_context_frames=4,
+    ...             do_normalize=False).normalization
+    'none'
+    """
+    if normalization not in NORMALIZATION_MODES:
+        raise ValueError(f"normalization must be one of {NORMALIZATION_MODES}, got {normalization!r}")
+    chunk, left, right = window.frames(geometry)
+    mode = normalization if do_normalize else "none"
+    # Reusing conv features is exact only when a frame's features depend on
+    # its own 400 samples: a local encoder, and samples scaled once.
+    reuse = reuse_features and features_are_local and mode != "window"
+    # Attention memory: windows hold no recomputed left context; the left
+    # context is each layer's cached inputs (memory_frames of them), and the
+    # positional convolution sees pos_context_frames of real past features.
+    memory = window.memory and reuse
+    fallback = None
+    if window.memory and not memory:
+        # Recomputing seconds of context in every window would cost several
+        # offline passes: fall back to the short recomputed context.
+        recomputed = seconds_to_frames(RECOMPUTED_LEFT_CONTEXT_S, geometry)
+        if left > recomputed:
+            fallback = (
+                "attention memory needs a local conv front end (feat_extract_norm='layer') and running "
+                f"or no normalization; recomputing {RECOMPUTED_LEFT_CONTEXT_S:.1f} s of left context "
+                f"instead of {window.left_context_s:.1f} s"
+            )
+            left = recomputed
+    return StreamPlan(
+        geometry=geometry,
+        chunk_frames=chunk,
+        left_frames=0 if memory else left,
+        right_frames=right,
+        memory=memory,
+        memory_frames=left if memory else 0,
+        pos_context_frames=pos_context_frames if memory else 0,
+        normalization=mode,
+        reuse_features=reuse,
+        fallback=fallback,
+    )
