@@ -355,7 +355,8 @@ def test_a_full_replicas_overflow_lands_on_another_and_503_only_when_all_are_ful
         # leastconn count for that replica stays 0, so it will send streams there.
         # They open all at once, well within the ~2 s HAProxy's checks need to see the
         # full replica's /readyz 503, so leastconn does pick it and the 503 is retried.
-        direct = [await open_native(f"ws://127.0.0.1:{full.port}") for _ in range(MAX_CONNECTIONS)]
+        straight = f"ws://127.0.0.1:{full.port}"
+        direct = list(await asyncio.gather(*(open_native(straight) for _ in range(MAX_CONNECTIONS))))
         through = list(await asyncio.gather(*(open_native(ready.url) for _ in range(MAX_CONNECTIONS * len(others)))))
         counts = [await asyncio.to_thread(r.streams) for r in ready.replicas]
         refused = [await refusal()]
