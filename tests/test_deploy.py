@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -126,33 +125,26 @@ def test_image_script_refuses_a_missing_model_and_an_unknown_step(tmp_path: Path
     assert unknown.returncode == 2 and "image.sh build PREFIX" in unknown.stderr
 
 
-def _dockerfile() -> list[tuple[str, str]]:
-    """(instruction, arguments) of the Dockerfile, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
-
-
 def test_dockerfile_runs_the_tested_steps_as_a_non_root_user() -> None:
-    steps = _dockerfile()
-    froms = [args for op, args in steps if op == "FROM"]
-    assert froms == ["${BASE} AS build", "${BASE}"]  # multi-stage, one base for both
-    assert ("ARG", "BASE=python:3.11-slim-bookworm") in steps
-    assert ("ARG", "TORCH_INDEX=https://download.pytorch.org/whl/cpu") in steps
-    runs = [args for op, args in steps if op == "RUN"]
+    import dockerfile  # the official BuildKit parser: a syntax error fails here
+
+    steps = dockerfile.parse_file(str(REPO / "Dockerfile"))
+    first = {c.cmd: c for c in reversed(steps)}  # each instruction's first occurrence
+    assert [c.value for c in steps if c.cmd == "FROM"] == [("${BASE}", "AS", "build"), ("${BASE}",)]
+    assert first["ARG"].value == ("BASE=python:3.11-slim-bookworm",)  # one slim base for both stages
+    assert ("TORCH_INDEX=https://download.pytorch.org/whl/cpu",) in [c.value for c in steps if c.cmd == "ARG"]
+    runs = [c.value[0] for c in steps if c.cmd == "RUN"]
     assert any("deploy/image.sh build /opt/xlsr-stream" in r and "${TORCH_INDEX}" in r for r in runs)
-    assert ("ENTRYPOINT", '["/opt/xlsr-stream/image.sh", "serve"]') in steps
-    healthcheck = next(args for op, args in steps if op == "HEALTHCHECK")
-    assert healthcheck.endswith('CMD ["/opt/xlsr-stream/image.sh", "healthcheck"]')
-    assert ("STOPSIGNAL", "SIGTERM") in steps
-    user = next(args for op, args in steps if op == "USER")
-    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0
-    env = " ".join(args for op, args in steps if op == "ENV")
-    assert "XLSR_STREAM_MODEL=/opt/xlsr-stream/models/en-small" in env and "XLSR_PORT=2700" in env
-    for op, args in steps:
-        if op == "COPY" and not args.startswith("--from"):
-            source = args.split()[0]
-            assert (REPO / source).exists(), f"the Dockerfile copies {source}, which is not in the repository"
+    assert first["ENTRYPOINT"].value == ("/opt/xlsr-stream/image.sh", "serve")
+    assert first["HEALTHCHECK"].value == ("CMD", "/opt/xlsr-stream/image.sh", "healthcheck")
+    assert first["STOPSIGNAL"].value == ("SIGTERM",)
+    uid = first["USER"].value[0].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    env = dict(zip(first["ENV"].value[::2], first["ENV"].value[1::2], strict=True))
+    assert env["XLSR_STREAM_MODEL"] == "/opt/xlsr-stream/models/en-small" and env["XLSR_PORT"] == "2700"
+    for copy in (c for c in steps if c.cmd == "COPY" and not c.flags):
+        source = copy.value[0]
+        assert (REPO / source).exists(), f"the Dockerfile copies {source}, which is not in the repository"
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
 
