@@ -43,13 +43,16 @@ def pocketsphinx_transcribe(paths: Sequence[Path]) -> list[str]:
     return hyps
 
 
-def check_source(folder: Path, n: int) -> dict[str, float | int]:
+def check_source(folder: Path, n: int, show: bool = False) -> dict[str, float | int]:
     rows = [ln.split("\t", 1) for ln in (folder / "transcripts.tsv").read_text().splitlines() if ln]
     step = max(1, len(rows) // n)
     picked = rows[::step][:n]
     refs = [t for _, t in picked]
     hyps = pocketsphinx_transcribe([folder / f for f, _ in picked])
     shifted = refs[1:] + refs[:1]
+    if show:
+        for (f, r), h in zip(picked, hyps):
+            print(f"  {f:24s} {100 * word_error_rate([r], [h]):5.0f}%  ref: {r}\n{'':33s}hyp: {h}")
     return {
         "n": len(picked),
         "paired_wer": word_error_rate(refs, hyps),
@@ -62,12 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="prepare_real.py's --out (default $XLSR_RECIPE_DIR/real)")
     ap.add_argument("--sources", default=None, help="comma-separated (default: every prepared source)")
     ap.add_argument("--n", type=int, default=40, help="utterances per source")
+    ap.add_argument("--show", action="store_true", help="print each utterance's reference and hypothesis")
     args = ap.parse_args(argv)
     out: Path = args.out or cache_dir() / "real"
     names = args.sources.split(",") if args.sources else sorted(
         p.parent.name for p in out.glob("*/transcripts.tsv"))
     for name in names:
-        r = check_source(out / name, args.n)
+        r = check_source(out / name, args.n, args.show)
         print(f"{name:28s} n={r['n']:3d}  pocketsphinx WER vs own transcript {100 * r['paired_wer']:5.1f}%  "
               f"vs shifted transcript {100 * r['shifted_wer']:5.1f}%", flush=True)
     return 0

@@ -8,10 +8,13 @@ devtools/create_drascula, engines/queen); this is an independent implementation.
 - Beneath a Steel Sky's ``sky.dnr`` / ``sky.dsk`` container (``SkyDisk``) and its Huffman-coded
   text sections (``sky_text_section``).
 - Drascula's ``drascula.dat`` text tables (``drascula_text_arrays``).
+- Flight of the Amazon Queen's ``queen.1c`` table (``queen_table``) and Joe's lines in
+  QUEEN.JAS/QUEEN2.JAS (``queen_joe_lines``, ``queen_segments``); its speech is MP3.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,3 +368,62 @@ def drascula_text_arrays(data: bytes, lang: int = 0, alignment: int = 4) -> dict
                 raise FormatError(f"array {name}: strings end at byte {pos}, block at {block_end}")
             out[name] = strings
     return out
+
+
+# --------------------------------------------------------- Flight of the Amazon Queen (CEM10)
+
+
+@dataclass(frozen=True)
+class QueenEntry:
+    bundle: int
+    offset: int
+    size: int
+
+
+def queen_table(head: bytes) -> tuple[str, dict[str, QueenEntry]]:
+    """``queen.1c`` (the rebuilt, compressed CD version) starts with its own table: b"QTBL",
+    6-byte version string ("CEM10" = English CD), 2 bytes, a compression byte, BE u16 count,
+    then per file a 12-byte NUL-padded name, a bundle byte, BE u32 offset and BE u32 size."""
+    if head[:4] != b"QTBL":
+        raise FormatError(f"expected a rebuilt FOTAQ resource file (b'QTBL'), got {head[:4]!r}")
+    version = head[4:10].split(b"\0", 1)[0].decode("ascii", "replace")
+    (count,) = struct.unpack_from(">H", head, 13)
+    if len(head) < 15 + 21 * count:
+        raise FormatError(f"QTBL table of {count} entries needs {15 + 21 * count} bytes, got {len(head)}")
+    entries = {}
+    for k in range(count):
+        e = head[15 + 21 * k:36 + 21 * k]
+        name = e[:12].split(b"\0", 1)[0].decode("ascii", "replace")
+        bundle, offset, size = struct.unpack(">BII", e[12:21])
+        entries[name] = QueenEntry(bundle, offset, size)
+    return version, entries
+
+
+QUEEN_JOE_RESPONSES = 40  # Joe's fixed responses come before the object descriptions
+
+
+def queen_joe_lines(jas: bytes, jas2: bytes) -> dict[int, str]:
+    """QUEEN.JAS (its counts) + QUEEN2.JAS (its text lines) -> {Joe description number: text}.
+
+    QUEEN.JAS, after 20 bytes, starts with BE u16 counts of rooms, names, objects and
+    descriptions; QUEEN2.JAS lists object descriptions, object names, room names, 12 verbs and
+    then Joe's 40 responses, one per CRLF line. Joe speaks response k as voice file
+    ``JOE%04d`` of k and object description k as that of 40 + k.
+    """
+    rooms, names, _objects, descriptions = struct.unpack_from(">4H", jas, 20)
+    lines = [ln.decode("latin-1") for ln in jas2.split(b"\r\n")]
+    first_response = descriptions + names + rooms + 12
+    if len(lines) < first_response + QUEEN_JOE_RESPONSES:
+        raise FormatError(f"QUEEN2.JAS has {len(lines)} lines, its counts need {first_response + 40}")
+    out = {k: lines[first_response + k - 1] for k in range(1, QUEEN_JOE_RESPONSES + 1)}
+    out.update({QUEEN_JOE_RESPONSES + k: lines[k - 1] for k in range(1, descriptions + 1)})
+    return out
+
+
+def queen_segments(line: str) -> list[str]:
+    """A spoken line is segments each ended by ``*NN`` (a speaking-time code); segment i is
+    voice file <prefix><i>. ``"No thanks.*14I'm a loner...*03"`` -> ["No thanks.", "I'm a loner..."]."""
+    parts = re.split(r"\*\d+", line)
+    if parts and not parts[-1].strip():
+        parts = parts[:-1]
+    return parts

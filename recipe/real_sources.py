@@ -7,8 +7,10 @@ Formats are documented in ``recipe/README.md`` ("Real speech"); the decoders liv
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
+import struct
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +18,42 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from g722 import decode_g722
+from game_formats import (
+    QUEEN_JOE_RESPONSES,
+    SKY_SECTION_SPEECH,
+    SKY_SPEECH_FIRST,
+    SKY_TEXT_FIRST,
+    FormatError,
+    SkyDisk,
+    drascula_text_arrays,
+    queen_joe_lines,
+    queen_segments,
+    queen_table,
+    sky_speech_samples,
+    sky_text_section,
+)
 from real_corpus import Item, Source
-from real_text import clean_transcript
+from real_text import NOT_SPEECH, clean_transcript
+
+
+def line_item(counts: Counter[str], utt_id: str, speaker: str, raw: str | None,
+              locator: tuple[str | int, ...], symbols: dict[str, str] | None = None,
+              capitals_are_words: bool = False) -> Item | None:
+    """The Item for one audio file and its raw text line, or None when the line is not speech.
+
+    A line whose text cannot be written down (a number, an acronym, ...) keeps its audio as
+    untranscribed; ``raw=None`` means the data has no line for this audio. Counts every case.
+    """
+    if raw is None:
+        counts["no text line (untranscribed)"] += 1
+        return Item(utt_id, speaker, None, locator)
+    text, why = clean_transcript(raw, symbols, capitals_are_words=capitals_are_words)
+    if text is None:
+        if why in NOT_SPEECH:
+            counts[f"not speech: {why}"] += 1
+            return None
+        counts[f"text: {why} (untranscribed)"] += 1
+    return Item(utt_id, speaker, text, locator)
 
 # ---------------------------------------------------------------- asterisk-core-sounds-en
 
@@ -70,16 +106,9 @@ def asterisk_items(counts: Counter[str], sounds: Path = ASTERISK_SOUNDS,
                 files[f.relative_to(voice).with_suffix("").as_posix()] = f
         for key, path in sorted(files.items()):
             utt_id = re.sub(r"[^A-Za-z0-9_.-]", "-", key)
-            raw = said.get(key)
-            if raw is None:
-                counts["no transcript line (untranscribed)"] += 1
-                items.append(Item(utt_id, speaker, None, (str(path),)))
-                continue
-            text, why = clean_transcript(raw, ASTERISK_SYMBOLS)
-            if text is None:
-                counts[f"text: {why}"] += 1
-                continue
-            items.append(Item(utt_id, speaker, text, (str(path),)))
+            item = line_item(counts, utt_id, speaker, said.get(key), (str(path),), ASTERISK_SYMBOLS)
+            if item is not None:
+                items.append(item)
         counts["transcript lines without audio"] += len(set(said) - set(files))
     return items
 
@@ -95,6 +124,214 @@ def asterisk() -> Source:
     )
 
 
+def _unsigned_8bit(raw: bytes) -> npt.NDArray[np.float32]:
+    return (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+
+
+# ------------------------------------------------------------------------ beneath-a-steel-sky
+
+SKY_DIR = Path("/usr/share/scummvm/beneath-a-steel-sky")
+SKY_RATE = 11025
+SKY_TAIL_BYTES = 64  # every speech file ends in 64 bytes that are not part of the line
+SKY_SPEECH_LAST = 55230  # speech files are 50000-55229
+
+
+@functools.lru_cache(maxsize=2)
+def _sky_disk(dnr: str, dsk: str) -> SkyDisk:
+    return SkyDisk(Path(dnr), Path(dsk))
+
+
+def _load_sky(item: Item) -> tuple[npt.NDArray[np.float32], int]:
+    dnr, dsk, num = item.locator
+    samples = sky_speech_samples(_sky_disk(str(dnr), str(dsk)).read(int(num)))
+    return _unsigned_8bit(samples[:-SKY_TAIL_BYTES]), SKY_RATE
+
+
+def sky_items(counts: Counter[str], game: Path = SKY_DIR) -> list[Item]:
+    """English text sections 60600-60606 paired with speech file 50000 + SKY_SECTION_SPEECH[s]
+    + line. The text does not say who speaks, so the speaker id is the block of 32 lines
+    (``s2b07``): lines of one conversation, mostly Foster and one other character."""
+    dnr, dsk = game / "sky.dnr", game / "sky.dsk"
+    disk = _sky_disk(str(dnr), str(dsk))
+    items: list[Item] = []
+    paired: set[int] = set()
+    for section, first in enumerate(SKY_SECTION_SPEECH):
+        messages = sky_text_section(disk.read(SKY_TEXT_FIRST + section))
+        for line, raw in enumerate(messages):
+            num = SKY_SPEECH_FIRST + first + line
+            if num not in disk.entries:
+                continue  # text shown, never spoken (object names, menus)
+            paired.add(num)
+            item = line_item(counts, f"{num}", f"s{section}b{line // 32:02d}", raw.decode("latin-1"),
+                             (str(dnr), str(dsk), num), capitals_are_words=True)
+            if item is not None:
+                items.append(item)
+    for n in sorted(disk.entries):
+        if SKY_SPEECH_FIRST <= n < SKY_SPEECH_LAST and n not in paired:
+            items.append(Item(f"{n}", "unpaired", None, (str(dnr), str(dsk), n)))
+            counts["speech without text line (untranscribed)"] += 1
+    return items
+
+
+def beneath_a_steel_sky() -> Source:
+    return Source(
+        name="beneath-a-steel-sky", packages=("beneath-a-steel-sky",), list_items=sky_items,
+        load=_load_sky,
+        notes="CD version 0.0372 speech (8-bit 11,025 Hz); speaker id = section + block of 32 "
+              "text lines (a conversation), not a voice actor: hold out by block or whole game",
+    )
+
+
+# ----------------------------------------------------------------------------------- drascula
+
+DRASCULA_DIR = Path("/usr/share/scummvm/drascula")
+DRASCULA_RATE = 11025
+DRASCULA_EDGE_BYTES = 32  # each .ALS starts and ends with 32 bytes that are not speech
+# Speech file prefix -> (text array, speaker), as the engine's talk_* functions pair them.
+DRASCULA_VOICES = {
+    "": ("text", "hacker"),  # John Hacker, the hero
+    "B": ("textb", "drunk"),
+    "BJ": ("textbj", "bj"),
+    "D": ("textd", "drascula"),
+    "E": ("texte", "e"),
+    "I": ("texti", "igor"),
+    "L": ("textl", "wolf"),
+    "P": ("textp", "pianist"),
+    "T": ("textt", "bartender"),
+    "VB": ("textvb", "vonbraun"),
+}
+DRASCULA_BLIND_FROM = 68  # D68 onwards: the blind man's lines, still in textd
+# D82 is the bartender (textd[82]); D83 is said from the trunk with text[83].
+DRASCULA_SPECIAL = {82: ("textd", "bartender"), 83: ("text", "trunk")}
+DRASCULA_SOUND_EFFECTS = "S"  # S<n>.ALS: sound effects, not speech
+
+
+def _load_drascula(item: Item) -> tuple[npt.NDArray[np.float32], int]:
+    raw = Path(str(item.locator[0])).read_bytes()
+    return _unsigned_8bit(raw[DRASCULA_EDGE_BYTES:len(raw) - DRASCULA_EDGE_BYTES]), DRASCULA_RATE
+
+
+def drascula_items(counts: Counter[str], game: Path = DRASCULA_DIR,
+                   dat: Path = Path("/usr/share/scummvm/drascula.dat")) -> list[Item]:
+    texts = drascula_text_arrays(dat.read_bytes(), lang=0)
+    items: list[Item] = []
+    for path in sorted((game / "en").glob("*.ALS")):
+        m = re.fullmatch(r"([A-Z]*)(\d+)\.ALS", path.name)
+        if m is None:
+            counts["unknown file name"] += 1
+            continue
+        prefix, index = m.group(1), int(m.group(2))
+        if prefix == DRASCULA_SOUND_EFFECTS:
+            counts["sound effect"] += 1
+            continue
+        utt_id = f"{prefix or 'H'}{index}"
+        voice = DRASCULA_VOICES.get(prefix)
+        if prefix == "D":
+            voice = DRASCULA_SPECIAL.get(index, ("textd", "blind" if index >= DRASCULA_BLIND_FROM else "drascula"))
+        if voice is None:  # F<n>: said in cut scenes whose text is not in drascula.dat
+            items.append(Item(utt_id, prefix.lower(), None, (str(path),)))
+            counts[f"prefix {prefix}: no text array (untranscribed)"] += 1
+            continue
+        array, speaker = voice
+        strings = texts[array]
+        raw = strings[index].decode("latin-1") if index < len(strings) else None
+        item = line_item(counts, utt_id, speaker, raw, (str(path),), capitals_are_words=True)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def drascula() -> Source:
+    return Source(
+        name="drascula", packages=("drascula",), list_items=drascula_items, load=_load_drascula,
+        notes="English voices (raw 8-bit 11,025 Hz .ALS) with drascula.dat text (ScummVM's data "
+              "file, language 0); speaker = character; S*.ALS are sound effects and left out",
+    )
+
+
+# ------------------------------------------------------------------ flight-of-the-amazon-queen
+
+QUEEN_FILE = Path("/usr/share/scummvm/flight-of-the-amazon-queen/queen.1c")
+
+
+@functools.lru_cache(maxsize=1)
+def _queen_index(path: str) -> tuple[str, dict[str, tuple[int, int]]]:
+    with open(path, "rb") as f:
+        head = f.read(15)
+        (count,) = struct.unpack(">H", head[13:15])
+        version, entries = queen_table(head + f.read(21 * count))
+    return version, {k: (e.offset, e.size) for k, e in entries.items()}
+
+
+def _queen_read(path: str, name: str) -> bytes:
+    offset, size = _queen_index(path)[1][name]
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def _queen_speaker(stem: str) -> str:
+    """Dialogue voice files are <dialogue 2><line 4><speaker letter><segment>: J is Joe, other
+    letters the person he talks to (per dialogue); anything else is grouped by its prefix."""
+    m = re.fullmatch(r"([0-9A-F]{2})[0-9A-Z]{4}([A-Z])\d", stem)
+    if m:
+        return "joe" if m.group(2) == "J" else f"dlg{m.group(1).lower()}{m.group(2).lower()}"
+    p = re.match(r"[A-Z]+[0-9A-F]{0,2}", stem)
+    return p.group(0).lower() if p else "other"
+
+
+def _load_queen(item: Item) -> tuple[npt.NDArray[np.float32], int]:
+    import io
+
+    import soundfile as sf
+
+    raw = _queen_read(str(item.locator[0]), str(item.locator[1]))
+    samples, rate = sf.read(io.BytesIO(raw), dtype="float32")  # MPEG-2.5 layer III, 11,025 Hz
+    return (samples if samples.ndim == 1 else samples.mean(axis=1)), rate
+
+
+def queen_items(counts: Counter[str], path: Path = QUEEN_FILE) -> list[Item]:
+    """Joe's voice files JOE<nnnn><segment>.SB with his lines from QUEEN2.JAS (speaker "joe");
+    every other .SB voice file (dialogues, cut scenes: their text is in scripts this reader does
+    not parse) goes to untranscribed, speaker = its file-name prefix (dialogue or scene)."""
+    version, entries = _queen_index(str(path))
+    if version != "CEM10":
+        raise FormatError(f"{path}: version {version}, this reader knows the English CD CEM10")
+    joe = queen_joe_lines(_queen_read(str(path), "QUEEN.JAS"), _queen_read(str(path), "QUEEN2.JAS"))
+    items: list[Item] = []
+    for name in sorted(entries):
+        if not name.endswith(".SB"):
+            continue
+        utt_id = name[:-3]
+        m = re.fullmatch(r"JOE(\d{4})(\d)\.SB", name)
+        if m is None and utt_id.endswith("SSSS"):
+            counts["sound effect"] += 1  # <room/number>SSSS.SB: room sound effects
+            continue
+        if m is None:
+            items.append(Item(utt_id, _queen_speaker(utt_id), None, (str(path), name)))
+            counts["not Joe's line (untranscribed)"] += 1
+            continue
+        desc, segment = int(m.group(1)), int(m.group(2))
+        segments = queen_segments(joe[desc]) if desc in joe else []
+        raw = segments[segment - 1] if 0 < segment <= len(segments) else None
+        item = line_item(counts, utt_id, "joe", raw, (str(path), name))
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def flight_of_the_amazon_queen() -> Source:
+    return Source(
+        name="flight-of-the-amazon-queen", packages=("flight-of-the-amazon-queen",),
+        list_items=queen_items, load=_load_queen,
+        notes=f"CD version CEM10; Joe's responses (1-{QUEEN_JOE_RESPONSES}) and object descriptions, "
+              "one utterance per *-separated segment; other characters' speech untranscribed",
+    )
+
+
 SOURCES: dict[str, Callable[[], Source]] = {
     "asterisk": asterisk,
+    "drascula": drascula,
+    "beneath-a-steel-sky": beneath_a_steel_sky,
+    "flight-of-the-amazon-queen": flight_of_the_amazon_queen,
 }

@@ -7,9 +7,12 @@ Policy (one home for every real-speech reader):
 - bracketed stage directions ("[ascending tones]", "(10 seconds of silence)", "<beep>") are
   removed; a line that was nothing but one is not speech and is rejected;
 - words of two or more capitals ("PBX", "IAX") are acronyms whose reading is unknown (letters
-  or a word): the line is rejected, except in sources whose text is all capitals anyway;
+  or a word): the line is rejected, except in sources that write words in capitals anyway;
 - a line with letters outside a-z ("señor") is rejected: dropping them would cut words apart;
 - a line with nothing left after normalisation is rejected.
+
+Readers skip lines rejected as not speech (``NOT_SPEECH``) and send the audio of the other
+rejected lines to untranscribed/ (real speech whose text we cannot write down reliably).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import re
 
 from common import normalize_text
+
+NOT_SPEECH = frozenset({"annotation only", "empty"})
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
          "fifteen sixteen seventeen eighteen nineteen").split()
@@ -42,12 +47,12 @@ _ACRONYM = re.compile(r"\b[A-Z]{2,}\b")
 
 
 def clean_transcript(raw: str, symbols: dict[str, str] | None = None,
-                     *, all_caps_text: bool = False) -> tuple[str | None, str]:
+                     *, capitals_are_words: bool = False) -> tuple[str | None, str]:
     """-> (normalised text, "ok") or (None, reason) where reason names why the line was rejected.
 
     ``symbols`` maps characters that are spoken in this source ("*" -> "star") before clean-up.
-    ``all_caps_text``: the source writes every line in capitals (game subtitles), so capitals
-    say nothing about acronyms there.
+    ``capitals_are_words``: the source writes lines in capitals or capitalises words for
+    emphasis (game subtitles), so capitals say nothing about acronyms there.
 
     >>> clean_transcript("Press 1 for sales.  [beep]")
     ('press one for sales', 'ok')
@@ -65,7 +70,7 @@ def clean_transcript(raw: str, symbols: dict[str, str] | None = None,
                        if int(m.group()) <= 999 else m.group(), text)
     if _ANY_DIGIT.search(text):
         return None, "number"
-    if not all_caps_text and _ACRONYM.search(text):
+    if not capitals_are_words and _ACRONYM.search(text):
         return None, "acronym"
     norm = normalize_text(text)
     if not norm:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ from game_formats import (  # noqa: E402
     SkyDisk,
     crc16,
     drascula_text_arrays,
+    queen_joe_lines,
+    queen_segments,
+    queen_table,
     rnc1_unpack,
     sky_speech_samples,
     sky_text_section,
@@ -334,7 +338,7 @@ def test_clean_transcript_policy(raw: str, expected: tuple[str | None, str]) -> 
 
 
 def test_all_capitals_game_text_is_not_an_acronym() -> None:
-    assert clean_transcript("WHAT ARE YOU DOING HERE?", all_caps_text=True) == ("what are you doing here", "ok")
+    assert clean_transcript("WHAT ARE YOU DOING HERE?", capitals_are_words=True) == ("what are you doing here", "ok")
     assert clean_transcript("WHAT ARE YOU DOING HERE?")[0] is None
 
 
@@ -344,3 +348,89 @@ def test_number_words() -> None:
         "nine hundred ninety nine"]
     with pytest.raises(ValueError, match="0-999"):
         number_words(1000)
+
+
+# ------------------------------------------------------------- readers over fixture game folders
+
+
+def test_drascula_reader_pairs_files_with_their_characters_text(tmp_path: Path) -> None:
+    from real_sources import _load_drascula, drascula_items
+
+    text = [""] * 84
+    text[1], text[83] = "THAT'S THE SECOND BIGGEST DOOR", "LET ME OUT"
+    textd = [""] * 84
+    textd[5], textd[70], textd[82] = "HEY IGOR", "I AM BLIND", "A DRINK, SIR?"
+    dat = tmp_path / "drascula.dat"
+    dat.write_bytes(_drascula_dat({"text": [text], "textd": [textd], "texti": [["", "", "MASTER, 1993 TIMES"]]},
+                                  langs=1))
+    (tmp_path / "en").mkdir()
+    voice = bytes(range(32)) + bytes([128, 200, 56] * 1000) + bytes(range(32))
+    for name in ("1", "D5", "D70", "D82", "D83", "I2", "S1", "F1"):
+        (tmp_path / "en" / f"{name}.ALS").write_bytes(voice)
+    counts: Counter[str] = Counter()
+    items = {i.utt_id: i for i in drascula_items(counts, game=tmp_path, dat=dat)}
+    assert (items["H1"].speaker, items["H1"].text) == ("hacker", "that's the second biggest door")
+    assert (items["D5"].speaker, items["D5"].text) == ("drascula", "hey igor")
+    assert (items["D70"].speaker, items["D70"].text) == ("blind", "i am blind")
+    assert (items["D82"].speaker, items["D82"].text) == ("bartender", "a drink sir")
+    assert (items["D83"].speaker, items["D83"].text) == ("trunk", "let me out")
+    assert items["I2"].text is None and items["F1"].text is None  # a number; no text array
+    assert "S1" not in items and counts["sound effect"] == 1
+    audio, rate = _load_drascula(items["D5"])
+    assert rate == 11025 and len(audio) == 3000 and audio[0] == 0.0 and audio[1] == pytest.approx(72 / 128)
+
+
+def test_steel_sky_reader_pairs_speech_files_with_text_numbers(tmp_path: Path) -> None:
+    from real_sources import _load_sky, sky_items
+
+    sections = {s: _sky_section(["?", f"Section {s} line one.", "Line TWO, lad!"]) for s in range(7)}
+    samples = bytes([128, 150, 100] * 500) + bytes(64)
+    total = 22 + len(samples)
+    speech = struct.pack("<11H", 0x80, 0, 0, 0, 0, 0, total, 0, 0, 0, 0) + rnc1_pack(samples)
+    files = {60600 + s: blob for s, blob in sections.items()}
+    files.update({50001: speech, 50002: speech, 50000 + 600 + 1: speech, 50040: speech})
+    dsk, dnr = bytearray(), struct.pack("<I", len(files))
+    for num, blob in files.items():
+        dsk += bytes(-len(dsk) % 16)
+        dnr += _dnr_entry(num, 0x800000 | len(dsk) >> 4, len(blob), True, num >= 60600)
+        dsk += blob
+    (tmp_path / "sky.dsk").write_bytes(bytes(dsk))
+    (tmp_path / "sky.dnr").write_bytes(dnr)
+    counts: Counter[str] = Counter()
+    items = {i.utt_id: i for i in sky_items(counts, game=tmp_path)}
+    assert items["50001"].text == "section zero line one" and items["50001"].speaker == "s0b00"
+    assert items["50002"].text == "line two lad"
+    assert items["50601"].text == "section one line one" and items["50601"].speaker == "s1b00"
+    assert items["50040"].text is None and counts["speech without text line (untranscribed)"] == 1
+    audio, rate = _load_sky(items["50001"])
+    assert rate == 11025 and len(audio) == 1500  # the 64 tail bytes dropped
+
+
+def _qtbl(files: dict[str, bytes]) -> bytes:
+    table = bytearray(b"QTBLCEM10\0\0\0\x01" + struct.pack(">H", len(files)))
+    offset = len(table) + 21 * len(files)
+    blobs = bytearray()
+    for name, blob in sorted(files.items()):
+        table += name.encode().ljust(12, b"\0") + struct.pack(">BII", 1, offset + len(blobs), len(blob))
+        blobs += blob
+    return bytes(table + blobs)
+
+
+def test_queen_table_and_joes_lines() -> None:
+    rooms, names, objects, descriptions = 2, 3, 9, 4
+    jas = bytes(20) + struct.pack(">4H", rooms, names, objects, descriptions)
+    lines = ([f"description {k}*03" for k in range(1, 5)] + ["name"] * names + ["room"] * rooms
+             + ["verb"] * 12 + ["It doesn't seem to open*03", "No thanks.*14I'm a wild eyed loner...*03"]
+             + [f"response {k}*01" for k in range(3, 41)])
+    jas2 = "\r\n".join(lines).encode("latin-1")
+    version, entries = queen_table(_qtbl({"QUEEN.JAS": jas, "QUEEN2.JAS": jas2, "JOE00011.SB": b"x"}))
+    assert version == "CEM10" and entries["JOE00011.SB"].size == 1
+    blob = _qtbl({"QUEEN.JAS": jas, "QUEEN2.JAS": jas2})
+    e = queen_table(blob)[1]
+    joe = queen_joe_lines(blob[e["QUEEN.JAS"].offset:][:e["QUEEN.JAS"].size],
+                          blob[e["QUEEN2.JAS"].offset:][:e["QUEEN2.JAS"].size])
+    assert joe[1] == "It doesn't seem to open*03"  # response 1 -> JOE0001
+    assert queen_segments(joe[2]) == ["No thanks.", "I'm a wild eyed loner..."]  # JOE00021, JOE00022
+    assert joe[40 + 3] == "description 3*03"  # object description 3 -> JOE0043
+    with pytest.raises(FormatError, match="QTBL"):
+        queen_table(b"PEM10...")
