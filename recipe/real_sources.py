@@ -329,9 +329,159 @@ def flight_of_the_amazon_queen() -> Source:
     )
 
 
+# -------------------------------------------------------- small sets: word and letter prompts
+
+
+def _load_soundfile(item: Item) -> tuple[npt.NDArray[np.float32], int]:
+    import soundfile as sf
+
+    samples, rate = sf.read(str(item.locator[0]), dtype="float32")
+    return (samples if samples.ndim == 1 else samples.mean(axis=1)), rate
+
+
+def mulaw_decode(raw: bytes) -> npt.NDArray[np.float32]:
+    """G.711 mu-law bytes -> float samples in [-1, 1]: 0xFF -> 0.0, 0x80 -> +0.98, 0x00 -> -0.98."""
+    x = ~np.frombuffer(raw, dtype=np.uint8).astype(np.int32) & 0xFF
+    magnitude = (((x & 0x0F) << 3) + 0x84 << ((x >> 4) & 0x07)) - 0x84
+    out: npt.NDArray[np.float32] = (np.where(x & 0x80, -magnitude, magnitude) / 32768.0).astype(np.float32)
+    return out
+
+
+SAYTIME_DIR = Path("/usr/share/saytime")
+# Words whose file name is not how they are said.
+SAYTIME_WORDS = {"the_time_is": "the time is", "oclock": "o'clock", "am": "a m", "pm": "p m"}
+
+
+def _load_saytime(item: Item) -> tuple[npt.NDArray[np.float32], int]:
+    return mulaw_decode(Path(str(item.locator[0])).read_bytes()), 8000  # headerless Sun audio
+
+
+def saytime_items(counts: Counter[str], folder: Path = SAYTIME_DIR) -> list[Item]:
+    """One word per file, the file name says which (``20.au`` -> "twenty")."""
+    items = []
+    for path in sorted(folder.glob("*.au")):
+        raw = SAYTIME_WORDS.get(path.stem, path.stem.replace("_", " "))
+        item = line_item(counts, path.stem, "saytime", raw, (str(path),))
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def saytime() -> Source:
+    return Source("saytime", ("saytime",), saytime_items, _load_saytime,
+                  notes="spoken clock words, 8 kHz mu-law, one voice")
+
+
+def _xml_sounds(text: str) -> list[tuple[str, str]]:
+    return re.findall(r'<sound\s+name="([^"]+)"\s+file="([^"]+)"', text)
+
+
+KLETTRES_DIR = Path("/usr/share/klettres")
+
+
+def klettres_items(counts: Counter[str], folder: Path = KLETTRES_DIR) -> list[Item]:
+    """English letter names (alphabet) as transcribed speech; the syllables are phonics sounds
+    ("CH", "AW") whose spelling is not what is said: untranscribed."""
+    items = []
+    for lang in ("en", "en_GB"):
+        xml = folder / lang / "sounds.xml"
+        if not xml.exists():
+            continue
+        text = xml.read_text(encoding="utf-8")
+        alphabet = text.split("<syllables>")[0]
+        for name, rel in _xml_sounds(text):
+            path = folder / rel
+            if not path.exists():
+                counts["listed file missing"] += 1
+                continue
+            utt_id = f"{lang}-{path.parent.name}-{path.stem}"
+            spoken = name.lower() if f'file="{rel}"' in alphabet else None
+            if spoken is None:
+                counts["syllable (untranscribed)"] += 1
+                items.append(Item(utt_id, f"klettres-{lang.lower()}", None, (str(path),)))
+                continue
+            item = line_item(counts, utt_id, f"klettres-{lang.lower()}", spoken, (str(path),))
+            if item is not None:
+                items.append(item)
+    return items
+
+
+def klettres() -> Source:
+    return Source("klettres", ("klettres-data",), klettres_items, _load_soundfile,
+                  notes="letter names (en, en_GB voices); syllables untranscribed")
+
+
+KTUBERLING_DIR = Path("/usr/share/ktuberling/sounds")
+
+
+def ktuberling_items(counts: Counter[str], folder: Path = KTUBERLING_DIR) -> list[Item]:
+    """Object names said by the English voice; names like "egypt_camel" are scene ids, not
+    what is said: untranscribed."""
+    items = []
+    for name, rel in _xml_sounds((folder / "en.soundtheme").read_text(encoding="utf-8")):
+        path = folder / rel
+        if not path.exists():
+            counts["listed file missing"] += 1
+            continue
+        if "_" in name:
+            counts["scene id, not a word (untranscribed)"] += 1
+            items.append(Item(path.stem, "ktuberling-en", None, (str(path),)))
+            continue
+        item = line_item(counts, path.stem, "ktuberling-en", name, (str(path),))
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def ktuberling() -> Source:
+    return Source("ktuberling", ("ktuberling-data",), ktuberling_items, _load_soundfile,
+                  notes="object names, one English voice")
+
+
+QABCS_DIR = Path("/usr/share/qabcs/abcs")
+
+
+def qabcs_items(counts: Counter[str], folder: Path = QABCS_DIR) -> list[Item]:
+    """abc1.json of the en and en_gb alphabets: each letter's sound (its name) and each
+    picture's spoken word (its "name"); speaker = the alphabet's voice (one per folder)."""
+    import json
+
+    items: list[Item] = []
+    seen: set[str] = set()
+    for lang in ("en", "en_gb"):
+        spec = json.loads((folder / lang / "abc1.json").read_text(encoding="utf-8"))
+        for entry in spec["letters"]:
+            for letter, info in entry.items():
+                said = [(f"alpha/{info['sound_letter'].lower()}", letter)] if info.get("sound_letter") else []
+                said += [(f"words/{v['sound_pic']}", v["name"]) for v in info.values()
+                         if isinstance(v, dict) and v.get("sound_pic") and v.get("name")]
+                for rel, raw in said:
+                    path = folder / lang / "sounds" / rel
+                    utt_id = f"{lang}-{Path(rel).parent.name}-{path.stem}"
+                    if utt_id in seen:
+                        continue
+                    seen.add(utt_id)
+                    if not path.exists():
+                        counts["listed file missing"] += 1
+                        continue
+                    item = line_item(counts, utt_id, f"qabcs-{lang}", raw, (str(path),), capitals_are_words=True)
+                    if item is not None:
+                        items.append(item)
+    return items
+
+
+def qabcs() -> Source:
+    return Source("qabcs", ("qabcs-data",), qabcs_items, _load_soundfile,
+                  notes="letter names and picture words of the en and en_gb alphabets")
+
+
 SOURCES: dict[str, Callable[[], Source]] = {
     "asterisk": asterisk,
     "drascula": drascula,
     "beneath-a-steel-sky": beneath_a_steel_sky,
     "flight-of-the-amazon-queen": flight_of_the_amazon_queen,
+    "qabcs": qabcs,
+    "klettres": klettres,
+    "ktuberling": ktuberling,
+    "saytime": saytime,
 }

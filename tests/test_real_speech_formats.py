@@ -434,3 +434,27 @@ def test_queen_table_and_joes_lines() -> None:
     assert joe[40 + 3] == "description 3*03"  # object description 3 -> JOE0043
     with pytest.raises(FormatError, match="QTBL"):
         queen_table(b"PEM10...")
+
+
+def test_mulaw_decode_matches_g711() -> None:
+    from real_sources import mulaw_decode
+
+    out = mulaw_decode(bytes([0xFF, 0x7F, 0x80, 0x00, 0xF0, 0x70]))
+    assert out * 32768 == pytest.approx([0, 0, 32124, -32124, 120, -120])
+
+
+def test_klettres_reader_keeps_letters_and_leaves_syllables_untranscribed(tmp_path: Path) -> None:
+    from real_sources import klettres_items
+
+    (tmp_path / "en" / "alpha").mkdir(parents=True)
+    (tmp_path / "en" / "syllab").mkdir()
+    for rel in ("alpha/A.ogg", "alpha/B.ogg", "syllab/ch.ogg"):
+        (tmp_path / "en" / rel).write_bytes(b"")
+    (tmp_path / "en" / "sounds.xml").write_text(
+        '<klettres><alphabet><sound name="A" file="en/alpha/A.ogg" />\n<sound name="B" file="en/alpha/B.ogg" />'
+        '</alphabet><syllables><sound name="CH" file="en/syllab/ch.ogg" /><sound name="X" file="en/syllab/x.ogg" />'
+        '</syllables></klettres>')
+    counts: Counter[str] = Counter()
+    items = {i.utt_id: i.text for i in klettres_items(counts, folder=tmp_path)}
+    assert items == {"en-alpha-A": "a", "en-alpha-B": "b", "en-syllab-ch": None}
+    assert counts["listed file missing"] == 1
