@@ -475,6 +475,68 @@ def qabcs() -> Source:
                   notes="letter names and picture words of the en and en_gb alphabets")
 
 
+# ------------------------------------- other languages: audio only, for distillation targets
+
+
+def _audio_only(counts: Counter[str], files: list[tuple[str, str, Path]]) -> list[Item]:
+    """(utt_id, speaker, path) -> untranscribed items (the teacher gives states and posteriors)."""
+    counts["audio only (untranscribed)"] += len(files)
+    return [Item(utt_id, speaker, None, (str(path),)) for utt_id, speaker, path in files]
+
+
+def _asterisk_voice(lang: str) -> Source:
+    def items(counts: Counter[str], sounds: Path = ASTERISK_SOUNDS) -> list[Item]:
+        voices = sorted(d for d in sounds.glob(f"{lang}_*") if d.is_dir() and not d.is_symlink())
+        if not voices:
+            raise FileNotFoundError(f"no {lang} voice folder under {sounds}")
+        files = []
+        for voice in voices:
+            for f in sorted(voice.rglob("*.g722")):
+                key = f.relative_to(voice).with_suffix("").as_posix()
+                files.append((re.sub(r"[^A-Za-z0-9_.-]", "-", key), voice.name.split("_")[-1].lower(), f))
+        return _audio_only(counts, files)
+
+    return Source(f"asterisk-{lang}", (f"asterisk-core-sounds-{lang}-g722",), items, _load_asterisk,
+                  notes=f"Asterisk {lang} prompts (G.722, 16 kHz), audio only; the voice's licence is the "
+                        f"copyright file's 'Files: {lang}-*' paragraph where there is one (ru, it: CC-BY-3.0)")
+
+
+FESTVOX_RU_WAV = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav")
+
+
+def festvox_ru() -> Source:
+    def items(counts: Counter[str], folder: Path = FESTVOX_RU_WAV) -> list[Item]:
+        files = [(f.stem, "nsh", f) for f in sorted(folder.glob("*.wav"))]
+        if not files:
+            raise FileNotFoundError(f"no recordings under {folder}")
+        return _audio_only(counts, files)
+
+    return Source("festvox-ru", ("festvox-ru",), items, _load_soundfile,
+                  notes="the recorded Russian sentences of the msu_ru_nsh unit-selection voice, audio only")
+
+
+FILLETS_SOUND = Path("/usr/share/games/fillets-ng/sound")
+
+
+def fillets_items(counts: Counter[str], lang: str, folder: Path = FILLETS_SOUND) -> list[Item]:
+    """<level>/<lang>/<level prefix>-<speaker code>-<line>.ogg; code m = the small fish,
+    v = the big one, other codes are a level's own characters."""
+    files = []
+    for f in sorted(folder.glob(f"*/{lang}/*.ogg")):
+        parts = f.stem.split("-")
+        code = parts[1] if len(parts) > 2 else "other"
+        speaker = code if code in ("m", "v") else f"{f.parent.parent.name}-{code}"
+        files.append((f"{f.parent.parent.name}-{f.stem}", f"{lang}-{speaker}", f))
+    if not files:
+        raise FileNotFoundError(f"no {lang} voices under {folder}")
+    return _audio_only(counts, files)
+
+
+def _fillets(lang: str) -> Source:
+    return Source(f"fillets-{lang}", (f"fillets-ng-data-{lang}",), functools.partial(fillets_items, lang=lang),
+                  _load_soundfile, notes=f"Fish Fillets NG dialogue in {lang}, audio only; speaker m/v = the two fish")
+
+
 SOURCES: dict[str, Callable[[], Source]] = {
     "asterisk": asterisk,
     "drascula": drascula,
@@ -484,4 +546,8 @@ SOURCES: dict[str, Callable[[], Source]] = {
     "klettres": klettres,
     "ktuberling": ktuberling,
     "saytime": saytime,
+    **{f"asterisk-{lang}": functools.partial(_asterisk_voice, lang) for lang in ("es", "fr", "it", "ru")},
+    "festvox-ru": festvox_ru,
+    "fillets-cs": functools.partial(_fillets, "cs"),
+    "fillets-nl": functools.partial(_fillets, "nl"),
 }

@@ -458,3 +458,17 @@ def test_klettres_reader_keeps_letters_and_leaves_syllables_untranscribed(tmp_pa
     items = {i.utt_id: i.text for i in klettres_items(counts, folder=tmp_path)}
     assert items == {"en-alpha-A": "a", "en-alpha-B": "b", "en-syllab-ch": None}
     assert counts["listed file missing"] == 1
+
+
+def test_other_language_sources_are_audio_only_with_speaker_codes(tmp_path: Path) -> None:
+    from real_sources import fillets_items
+
+    for rel in ("airplane/cs/let-m-divna.ogg", "airplane/cs/let-v-oko.ogg", "barrel/cs/bar-x-zvuk.ogg",
+                "barrel/nl/bar-m-x.ogg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    counts: Counter[str] = Counter()
+    got = {i.utt_id: (i.speaker, i.text) for i in fillets_items(counts, "cs", tmp_path)}
+    assert got == {"airplane-let-m-divna": ("cs-m", None), "airplane-let-v-oko": ("cs-v", None),
+                   "barrel-bar-x-zvuk": ("cs-barrel-x", None)}
+    assert counts["audio only (untranscribed)"] == 3
