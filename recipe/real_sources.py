@@ -12,7 +12,7 @@ import gzip
 import re
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,15 @@ from real_text import NOT_SPEECH, clean_transcript
 
 def line_item(counts: Counter[str], utt_id: str, speaker: str, raw: str | None,
               locator: tuple[str | int, ...], symbols: dict[str, str] | None = None,
-              capitals_are_words: bool = False) -> Item | None:
+              capitals_are_words: bool = False, no_text: str = "no text line") -> Item | None:
     """The Item for one audio file and its raw text line, or None when the line is not speech.
 
     A line whose text cannot be written down (a number, an acronym, ...) keeps its audio as
-    untranscribed; ``raw=None`` means the data has no line for this audio. Counts every case.
+    untranscribed; ``raw=None`` means the data has no usable line for this audio (counted
+    under ``no_text``). Counts every case.
     """
     if raw is None:
-        counts["no text line (untranscribed)"] += 1
+        counts[f"{no_text} (untranscribed)"] += 1
         return Item(utt_id, speaker, None, locator)
     text, why = clean_transcript(raw, symbols, capitals_are_words=capitals_are_words)
     if text is None:
@@ -372,8 +373,14 @@ def saytime() -> Source:
                   notes="spoken clock words, 8 kHz mu-law, one voice")
 
 
-def _xml_sounds(text: str) -> list[tuple[str, str]]:
-    return re.findall(r'<sound\s+name="([^"]+)"\s+file="([^"]+)"', text)
+def _xml_sounds(counts: Counter[str], text: str, folder: Path) -> Iterator[tuple[str, str, Path]]:
+    """KDE sound lists (``<sound name="A" file="en/alpha/A.ogg" />``) -> (name, file, path) of
+    the files that exist under ``folder``; missing ones are counted."""
+    for name, rel in re.findall(r'<sound\s+name="([^"]+)"\s+file="([^"]+)"', text):
+        if (folder / rel).exists():
+            yield name, rel, folder / rel
+        else:
+            counts["listed file missing"] += 1
 
 
 KLETTRES_DIR = Path("/usr/share/klettres")
@@ -389,18 +396,10 @@ def klettres_items(counts: Counter[str], folder: Path = KLETTRES_DIR) -> list[It
             continue
         text = xml.read_text(encoding="utf-8")
         alphabet = text.split("<syllables>")[0]
-        for name, rel in _xml_sounds(text):
-            path = folder / rel
-            if not path.exists():
-                counts["listed file missing"] += 1
-                continue
+        for name, rel, path in _xml_sounds(counts, text, folder):
             utt_id = f"{lang}-{path.parent.name}-{path.stem}"
             spoken = name.lower() if f'file="{rel}"' in alphabet else None
-            if spoken is None:
-                counts["syllable (untranscribed)"] += 1
-                items.append(Item(utt_id, f"klettres-{lang.lower()}", None, (str(path),)))
-                continue
-            item = line_item(counts, utt_id, f"klettres-{lang.lower()}", spoken, (str(path),))
+            item = line_item(counts, utt_id, f"klettres-{lang.lower()}", spoken, (str(path),), no_text="syllable")
             if item is not None:
                 items.append(item)
     return items
@@ -418,16 +417,9 @@ def ktuberling_items(counts: Counter[str], folder: Path = KTUBERLING_DIR) -> lis
     """Object names said by the English voice; names like "egypt_camel" are scene ids, not
     what is said: untranscribed."""
     items = []
-    for name, rel in _xml_sounds((folder / "en.soundtheme").read_text(encoding="utf-8")):
-        path = folder / rel
-        if not path.exists():
-            counts["listed file missing"] += 1
-            continue
-        if "_" in name:
-            counts["scene id, not a word (untranscribed)"] += 1
-            items.append(Item(path.stem, "ktuberling-en", None, (str(path),)))
-            continue
-        item = line_item(counts, path.stem, "ktuberling-en", name, (str(path),))
+    for name, _, path in _xml_sounds(counts, (folder / "en.soundtheme").read_text(encoding="utf-8"), folder):
+        spoken = None if "_" in name else name
+        item = line_item(counts, path.stem, "ktuberling-en", spoken, (str(path),), no_text="scene id, not a word")
         if item is not None:
             items.append(item)
     return items
