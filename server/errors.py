@@ -11,7 +11,7 @@ paths and library messages never reach a client.
     ErrorCode          close code   when
     bad_json           1007         text frame that is not a JSON object
     bad_message        1007         unknown message type, missing or wrong-typed field
-    bad_audio          1007         odd-length int16 / ragged float32 PCM, NaN, bad rate
+    bad_audio          1007         odd-length int16 / ragged float32 PCM, NaN, floats beyond +-2, bad rate
     unsupported_data   1003         text where audio is expected or the reverse
     start_required     1008         audio or control before the native ``start``
     idle_timeout       1008         no message for ``idle_timeout_s``

@@ -18,7 +18,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from streaming.audio import validate_sample_rate
+from streaming.audio import as_float32_mono, validate_sample_rate
 from streaming.errors import AudioError
 from streaming.events import Event, Word
 
@@ -172,12 +172,10 @@ def decode_pcm(frame: bytes, encoding: str) -> np.ndarray:
     if encoding == "int16":
         return np.frombuffer(frame, dtype="<i2").astype(np.int16)
     samples = np.frombuffer(frame, dtype="<f4").astype(np.float32)
-    if samples.size and not np.isfinite(samples).all():
-        bad = int(np.count_nonzero(~np.isfinite(samples)))
-        raise SessionError(
-            ErrorCode.BAD_AUDIO, f"float32 audio has {bad} NaN or infinite samples out of {samples.size}"
-        )
-    return samples
+    try:  # here, not in the engine: a bad block is refused whole before it is queued
+        return as_float32_mono(samples, what="float32 audio")
+    except AudioError as exc:
+        raise SessionError(ErrorCode.BAD_AUDIO, str(exc)) from None
 
 
 # --- field validators: each names the field, what was expected and what came ---

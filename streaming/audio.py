@@ -15,6 +15,7 @@ import soxr
 from .errors import AudioError
 
 __all__ = [
+    "MAX_FLOAT_AMPLITUDE",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "StreamResampler",
@@ -28,6 +29,11 @@ __all__ = [
 # records; anything above is a unit error.
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
+# Float audio is full scale at 1.0.  Filters and resamplers overshoot a little,
+# so up to 2.0 is taken as is; far beyond is not audio in that scale (int16 values
+# sent as floats reach 32767), and one such block would swamp the running mean and
+# variance that scale the rest of the stream.
+MAX_FLOAT_AMPLITUDE = 2.0
 
 
 def validate_sample_rate(sample_rate: object) -> int:
@@ -55,13 +61,17 @@ def validate_sample_rate(sample_rate: object) -> int:
 def as_float32_mono(samples: np.ndarray, *, what: str = "audio") -> np.ndarray:
     """Check one block of samples and return it as float32 in [-1, 1].
 
-    int16 is scaled by 1/32768; float32/float64 is taken as is.  A (n, 1)
-    column is accepted as mono; anything with two real channels is rejected
-    rather than silently mixed, because the caller probably sent the wrong
-    stream.
+    int16 is scaled by 1/32768; float32/float64 is taken as is, and refused
+    beyond +-MAX_FLOAT_AMPLITUDE.  A (n, 1) column is accepted as mono; anything
+    with two real channels is rejected rather than silently mixed, because the
+    caller probably sent the wrong stream.
 
     >>> as_float32_mono(np.array([16384, -32768], dtype=np.int16))
     array([ 0.5, -1. ], dtype=float32)
+    >>> as_float32_mono(np.array([0.5, 100.0], dtype=np.float32))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streaming.errors.AudioError: audio has 1 of 2 float samples beyond +-2 (peak 100); float audio ...
     """
     if not isinstance(samples, np.ndarray):
         raise AudioError(f"{what} must be a numpy array, got {type(samples).__name__}")
@@ -78,6 +88,15 @@ def as_float32_mono(samples: np.ndarray, *, what: str = "audio") -> np.ndarray:
         if out.size and not np.isfinite(out).all():
             bad = int(np.count_nonzero(~np.isfinite(out)))
             raise AudioError(f"{what} has {bad} NaN or infinite samples out of {out.size}")
+        if out.size:
+            peak = float(np.abs(out).max())
+            if peak > MAX_FLOAT_AMPLITUDE:
+                over = int(np.count_nonzero(np.abs(out) > MAX_FLOAT_AMPLITUDE))
+                raise AudioError(
+                    f"{what} has {over} of {out.size} float samples beyond +-{MAX_FLOAT_AMPLITUDE:g} "
+                    f"(peak {peak:.4g}); float audio is full scale at 1.0 - int16 values sent as floats? "
+                    "divide them by 32768 or send int16"
+                )
         return out
     raise AudioError(f"{what} must be int16 or float32 samples, got {samples.dtype}")
 

@@ -56,17 +56,24 @@ class StreamPlan:
         """With feature reuse a window needs the features its predecessor computes."""
         return self.reuse_features
 
-    def window(self, index: int, total_frames: int | None) -> Window:
-        """Chunk ``index``'s window (``total_frames`` once the stream's end is known)."""
-        return plan_window(index, self.chunk_frames, self.left_frames, self.right_frames, total_frames)
+    # ``grid`` below is (first chunk index, its first frame) of the chunk grid in
+    # effect: a reset ends a chunk early and the grid restarts at its frame.
 
-    def ready(self, index: int, available_frames: int) -> bool:
+    def chunk_start(self, index: int, grid: tuple[int, int] = (0, 0)) -> int:
+        """First output frame of chunk ``index``: chunk 5 after a reset at frame 180 that began chunk 4 -> 230."""
+        return grid[1] + (index - grid[0]) * self.chunk_frames
+
+    def window(self, index: int, total_frames: int | None, *, grid: tuple[int, int] = (0, 0)) -> Window:
+        """Chunk ``index``'s window (``total_frames`` once the end of the audio to decode is known)."""
+        return plan_window(index, self.chunk_frames, self.left_frames, self.right_frames, total_frames, grid=grid)
+
+    def ready(self, index: int, available_frames: int, *, grid: tuple[int, int] = (0, 0)) -> bool:
         """Whether chunk ``index`` has its full look-ahead in ``available_frames``."""
-        return chunk_ready(index, self.chunk_frames, self.right_frames, available_frames)
+        return chunk_ready(index, self.chunk_frames, self.right_frames, available_frames, grid=grid)
 
-    def first_needed_frame(self, next_index: int) -> int:
+    def first_needed_frame(self, next_index: int, *, grid: tuple[int, int] = (0, 0)) -> int:
         """First frame (conv features included) any window from chunk ``next_index`` on needs."""
-        return max(0, next_index * self.chunk_frames - self.left_frames - self.pos_context_frames)
+        return max(0, self.chunk_start(next_index, grid) - self.left_frames - self.pos_context_frames)
 
 
 def plan_stream(

@@ -321,6 +321,10 @@ class Recognizer:
         self._total_frames: int | None = None  # known once finish() was called
         self._next_request = 0  # chunk index of the next window to hand out
         self._next_output = 0  # chunk index whose output is expected next
+        # (chunk index, frame) where the chunk grid starts: moved by each reset,
+        # whose last chunk ends early at the reset's frame.
+        self._grid = (0, 0)
+        self._flush_to: int | None = None  # a reset's frame, until everything before it is decoded
         self._in_flight = 0
         self._features = FeatureCache()
         # Attention memory: each layer's keys and values for the last memory_frames frames.
@@ -375,10 +379,19 @@ class Recognizer:
         self._maybe_close()
 
     def reset(self) -> None:
-        """Close the open segment now with what is decoded so far (Final "reset")."""
+        """Close the open segment over all audio accepted so far (Final "reset"), keep the stream.
+
+        The audio not yet decoded is decoded first, its last window without the
+        look-ahead it would have waited for, as at finish(): a reset's final never
+        leaves audio sent before it to the next segment.  With ``inline=False``
+        the Final comes once the windows this releases are decoded.
+        """
         if self._closed:
             raise StreamStateError("reset() after the stream was finished")
-        self._close_segment("reset")
+        self._flush_to = num_frames(self._total_samples, self._geo)
+        if self.inline:
+            self._run_inline()
+        self._end_flush()
 
     def events(self) -> list[Event]:
         """Events produced since the last call, oldest first."""
@@ -415,14 +428,15 @@ class Recognizer:
             return []
         requests: list[WindowRequest] = []
         available = num_frames(self._total_samples, self._geo)
+        end = self._flush_to if self._flush_to is not None else self._total_frames
         while True:
             k = self._next_request
-            if self._total_frames is not None:
-                if k * self._plan.chunk_frames >= self._total_frames:
+            if end is not None:
+                if self._chunk_start(k) >= end:
                     break
-                window = self._plan.window(k, self._total_frames)
-            elif self._plan.ready(k, available):
-                window = self._plan.window(k, None)
+                window = self._plan.window(k, end, grid=self._grid)
+            elif self._plan.ready(k, available, grid=self._grid):
+                window = self._plan.window(k, None, grid=self._grid)
             else:
                 break
             requests.append(self._request(window))
@@ -463,6 +477,7 @@ class Recognizer:
             self._lookahead = output.log_probs[window.keep_slice().stop :]  # (right frames, vocab)
             if self._endpointer.silence_ahead(self._silent(self._lookahead)):
                 self._close_segment("silence")  # the look-ahead heard the endpoint's silence
+        self._end_flush()
         self._emit_partial()
         self._maybe_close()
 
@@ -492,9 +507,24 @@ class Recognizer:
         frames = self._plan.memory_frames
         self._memory = memory[:, -frames:] if frames else memory[:, :0]
 
+    def _chunk_start(self, index: int) -> int:
+        """First output frame of chunk ``index`` on the current grid; a pending reset's
+        frame at the latest, since the grid restarts there."""
+        start = self._plan.chunk_start(index, self._grid)
+        return start if self._flush_to is None else min(start, self._flush_to)
+
+    def _end_flush(self) -> None:
+        """Close a reset's segment once every frame before its flush point is decoded."""
+        if self._flush_to is None or self._in_flight or self._chunk_start(self._next_request) < self._flush_to:
+            return
+        self._grid = (self._next_request, self._flush_to)
+        self._flush_to = None
+        self._close_segment("reset")
+
     def _next_window_start(self) -> int:
         """First frame any window not yet handed out will need (conv features included)."""
-        return self._plan.first_needed_frame(self._next_request)
+        grid = self._grid if self._flush_to is None else (self._next_request, self._chunk_start(self._next_request))
+        return self._plan.first_needed_frame(self._next_request, grid=grid)
 
     def _trim_buffer(self) -> None:
         keep_from = self._geo.frame_start_sample(self._next_window_start())
@@ -605,9 +635,10 @@ class Recognizer:
         if (
             self._finished
             and not self._closed
+            and self._flush_to is None
             and self._in_flight == 0
             and self._total_frames is not None
-            and self._next_output * self._plan.chunk_frames >= self._total_frames
+            and self._chunk_start(self._next_output) >= self._total_frames
         ):
             self._close_segment("finish")
             self._closed = True

@@ -226,11 +226,15 @@ class Window:
         return slice(self.keep_start - self.frame_start, self.keep_end - self.frame_start)
 
 
-def plan_window(index: int, chunk: int, left: int, right: int, total_frames: int | None) -> Window:
+def plan_window(
+    index: int, chunk: int, left: int, right: int, total_frames: int | None, *, grid: tuple[int, int] = (0, 0)
+) -> Window:
     """The window for chunk ``index`` given chunk/left/right sizes in frames.
 
-    ``total_frames`` is the number of frames of the whole stream when it is
-    known (after ``finish()``), else None (more audio will come).
+    ``total_frames`` is where the audio to decode ends when that is known (after
+    ``finish()``, or a reset's flush point), else None (more audio will come).
+    ``grid`` is (first chunk index, its first frame) of the current chunk grid: a
+    reset ends a chunk early, and the chunks after it start at its frame.
 
     >>> plan_window(0, 50, 50, 20, None)   # first chunk: no left context exists yet
     Window(index=0, frame_start=0, frame_end=70, keep_start=0, keep_end=50)
@@ -238,8 +242,10 @@ def plan_window(index: int, chunk: int, left: int, right: int, total_frames: int
     Window(index=3, frame_start=100, frame_end=220, keep_start=150, keep_end=200)
     >>> plan_window(3, 50, 50, 20, 180)    # last, short chunk at end of stream
     Window(index=3, frame_start=100, frame_end=180, keep_start=150, keep_end=180)
+    >>> plan_window(4, 50, 50, 20, None, grid=(4, 180))  # the first chunk after a reset at frame 180
+    Window(index=4, frame_start=130, frame_end=250, keep_start=180, keep_end=230)
     """
-    keep_start = index * chunk
+    keep_start = grid[1] + (index - grid[0]) * chunk
     keep_end = keep_start + chunk
     frame_end = keep_end + right
     if total_frames is not None:
@@ -250,7 +256,9 @@ def plan_window(index: int, chunk: int, left: int, right: int, total_frames: int
     return Window(index, max(0, keep_start - left), frame_end, keep_start, keep_end)
 
 
-def chunk_ready(index: int, chunk: int, right: int, available_frames: int) -> bool:
+def chunk_ready(
+    index: int, chunk: int, right: int, available_frames: int, *, grid: tuple[int, int] = (0, 0)
+) -> bool:
     """Whether enough audio has arrived to compute chunk ``index`` with its full look-ahead.
 
     Chunk 0 with C=50, R=20 needs 70 frames, i.e. 69*320 + 400 = 22480 samples (1.405 s):
@@ -258,4 +266,4 @@ def chunk_ready(index: int, chunk: int, right: int, available_frames: int) -> bo
     >>> chunk_ready(0, 50, 20, 69), chunk_ready(0, 50, 20, 70)
     (False, True)
     """
-    return available_frames >= (index + 1) * chunk + right
+    return available_frames >= grid[1] + (index - grid[0] + 1) * chunk + right

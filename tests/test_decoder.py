@@ -569,3 +569,24 @@ def test_compile_grammar_like_vosk(caplog: pytest.LogCaptureFixture) -> None:
     assert grammar.logp("<s>", "zero") > grammar.logp("<s>", "two")
     with pytest.raises(GrammarError, match="no word the model can spell"):
         compile_grammar(["ñ", "  "], LABELS)
+
+
+def test_hotword_set_scores_as_pyctcdecode_and_is_cached_with_a_bound() -> None:
+    """Our HotwordSet replaces pyctcdecode's regex + trie (seconds of CPU per segment for a
+    maximal list, and a pattern cache that kept every list): same scores, built once."""
+    from pyctcdecode.language_model import HotwordScorer
+
+    from streaming.decoder import hotword_set
+
+    rng = np.random.default_rng(3)
+    letters = list("abcde")
+    phrases = tuple(" ".join("".join(rng.choice(letters, rng.integers(1, 6))) for _ in range(3)) for _ in range(40))
+    ours = hotword_set(phrases, 7.5)
+    ref = HotwordScorer.build_scorer(list(phrases), weight=7.5)
+    for _ in range(500):
+        token = "".join(rng.choice(letters + ["x"], rng.integers(0, 6)))
+        assert ours.score_partial_token(token) == pytest.approx(ref.score_partial_token(token)), token
+        assert (token in ours) == (token in ref), token
+    assert ours.words == frozenset(w for p in phrases for w in p.split())
+    assert hotword_set(phrases, 7.5) is ours  # a stream opens one decoder stream per segment
+    assert hotword_set.cache_info().maxsize == 8

@@ -222,6 +222,78 @@ def test_reset_closes_the_segment_and_keeps_going(tiny_layer_model, speech):
             assert 0.0 <= w.confidence <= 1.0
 
 
+@pytest.mark.parametrize("inline", [True, False])
+@pytest.mark.parametrize("family", ["layer", "group"])
+def test_reset_decodes_all_audio_sent_before_it(tiny_layer_model, tiny_group_model, speech, inline, family):
+    """A reset's final ends where the audio does, not at the last full chunk (issue 14):
+    2.3 s with 1 s chunks used to leave 1.3 s to the next segment."""
+    audio, rate = speech
+    model = tiny_layer_model if family == "layer" else tiny_group_model
+    engine = Engine.load(model, lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW)
+    rec = engine.new_stream(inline=inline)
+    cut = int(2.3 * rate)
+
+    def drive() -> None:  # what a server does with inline=False: batch, decode, repeat
+        while requests := rec.take_windows():
+            rec.accept_window_outputs(requests, engine.run_windows(requests))
+
+    rec.accept_audio(audio[:cut])
+    drive()
+    rec.reset()
+    drive()
+    reset_final = [e for e in rec.events() if isinstance(e, Final)]
+    frames_sent = (cut - 400) // 320 + 1
+    assert [f.reason for f in reset_final] == ["reset"]
+    assert reset_final[0].end == pytest.approx(frames_sent * 0.02)
+    assert rec.decoded_seconds == pytest.approx(frames_sent * 0.02)
+    # The stream goes on on a grid that starts at the reset; finish covers the rest.
+    rec.accept_audio(audio[cut : 2 * cut])
+    drive()
+    rec.reset()  # a second reset closes the second segment over its own audio
+    drive()
+    rec.accept_audio(audio[2 * cut :])
+    rec.finish()
+    drive()
+    finals = [e for e in rec.events() if isinstance(e, Final)]
+    assert [f.reason for f in finals] == ["reset", "finish"]
+    assert finals[0].start == reset_final[0].end
+    assert finals[0].end == pytest.approx(((2 * cut - 400) // 320 + 1) * 0.02)
+    assert finals[1].start == finals[0].end
+    assert finals[1].end == pytest.approx(((len(audio) - 400) // 320 + 1) * 0.02)
+    assert rec.finished
+
+
+def test_reset_right_after_reset_or_before_any_audio(tiny_layer_model):
+    engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW)
+    rec = engine.new_stream()
+    rec.reset()
+    rec.reset()
+    rec.finish()
+    assert [(e.reason, e.start, e.end) for e in rec.events() if isinstance(e, Final)] == [
+        ("reset", 0.0, 0.0), ("reset", 0.0, 0.0), ("finish", 0.0, 0.0)
+    ]
+
+
+def test_out_of_range_float_audio_is_refused_and_poisons_nothing(tiny_layer_model, speech):
+    """int16 values sent as float32 (amplitude 100) would swamp the running normalisation;
+    the block is refused whole and the stream's results are those of a stream without it."""
+    audio, rate = speech
+    engine = Engine.load(tiny_layer_model, lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW)
+    clean, hit = engine.new_stream(), engine.new_stream()
+    for i in range(0, len(audio), 1600):
+        block = audio[i : i + 1600]
+        clean.accept_audio(block)
+        hit.accept_audio(block)
+        if i == 16000:
+            with pytest.raises(AudioError, match=r"beyond \+-2 \(peak 100\).*divide them by 32768"):
+                hit.accept_audio(np.full(1600, 100.0, dtype=np.float32))
+    clean.finish()
+    hit.finish()
+    assert hit.events() == clean.events()
+    hit2 = engine.new_stream()
+    hit2.accept_audio(np.array([1.9, -2.0, 0.5], dtype=np.float32))  # overshoot is audio
+
+
 def test_partials_show_the_look_ahead_and_finals_do_not_change(tmp_path, speech):
     """A partial's provisional tail covers the window's look-ahead (heard, not yet
     decoded for good): 0.4 s more audio than the decoded frames, while finals stay

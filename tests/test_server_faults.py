@@ -463,3 +463,57 @@ def test_browser_usable_credentials_and_the_token_is_never_logged(
     assert selected == "xlsr-stream" and token not in response_headers and hello == "hello"
     assert refused == [401, 401, 401]
     assert not [r for r in caplog.records if token in r.getMessage()]
+
+
+# ---------------------------------------------------------------- 4. reset, 7. float range
+
+
+def test_reset_final_covers_all_audio_sent_before_it(engine: Engine, clips: list[tuple[np.ndarray, int]]) -> None:
+    audio, rate = clips[0]
+    cut = int(2.3 * rate)  # inside the third 1 s chunk
+
+    async def scenario() -> list[dict]:
+        async with serving(engine) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/v1/stream") as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "start", "sample_rate": rate, "options": {"partials": False}}))
+                await ws.recv()
+                for block in blocks(audio[:cut]):
+                    await ws.send(block.tobytes())
+                await ws.send('{"type": "reset"}')
+                await ws.send('{"type": "finish"}')
+                return [json.loads(m) for m in [m async for m in ws]]
+
+    messages = run(scenario())
+    finals = [m for m in messages if m["type"] == "final"]
+    assert [f["reason"] for f in finals][-2:] == ["reset", "finish"]
+    assert finals[-2]["end"] == pytest.approx(((cut - 400) // 320 + 1) * 0.02)  # was 2.0: the last full chunk
+    assert finals[-1]["start"] == finals[-1]["end"] == finals[-2]["end"]  # nothing was left for after it
+
+
+def test_int16_scale_float_audio_is_refused_with_finals_kept(
+    engine: Engine, clips: list[tuple[np.ndarray, int]]
+) -> None:
+    audio, rate = clips[0]
+
+    async def scenario() -> tuple[list[dict], int | None]:
+        async with serving(engine) as server:
+            async with connect(f"ws://127.0.0.1:{server.port}/v1/stream") as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "start", "sample_rate": rate, "encoding": "float32"}))
+                await ws.recv()
+                for block in blocks(audio[: 2 * rate]):
+                    await ws.send((block / 32768.0).astype("<f4").tobytes())
+                await ws.send(blocks(audio)[8].astype("<f4").tobytes())  # the same samples, int16 scale
+                messages = []
+                with contextlib.suppress(ConnectionClosed):
+                    async for m in ws:
+                        messages.append(json.loads(m))
+                return messages, ws.close_code
+
+    messages, close = run(scenario())
+    assert close == 1007
+    assert messages[-1]["type"] == "error" and messages[-1]["code"] == "bad_audio"
+    assert "int16 values sent as floats" in messages[-1]["message"]
+    finals = [m for m in messages if m["type"] == "final"]
+    assert finals and finals[-1]["end"] == pytest.approx(((2 * rate - 400) // 320 + 1) * 0.02)
