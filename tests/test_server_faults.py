@@ -517,3 +517,28 @@ def test_int16_scale_float_audio_is_refused_with_finals_kept(
     assert "int16 values sent as floats" in messages[-1]["message"]
     finals = [m for m in messages if m["type"] == "final"]
     assert finals and finals[-1]["end"] == pytest.approx(((2 * rate - 400) // 320 + 1) * 0.02)
+
+
+def test_native_outbox_keeps_every_final_and_only_the_newest_partial() -> None:
+    """While a send is blocked the outbox cannot grow with stale partials (issue 14)."""
+    from server.app import _Outbox
+
+    async def scenario() -> tuple[list[str], int]:
+        box = _Outbox()
+        for i in range(1000):
+            box.put(f"partial {i}", partial=True)
+            if i % 100 == 99:
+                box.put(f"final {i}", partial=False)
+        queued = len(box)
+        sent = []
+        while len(box):
+            sent.append(await box.get())
+            box.task_done()
+        await asyncio.wait_for(box.join(), 1)
+        box.fail(ConnectionError("gone"))
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(box.join(), 1)
+        return sent, queued
+
+    sent, queued = run(scenario())
+    assert queued == 10 and sent == [f"final {i}" for i in range(99, 1000, 100)]
