@@ -18,7 +18,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from streaming.audio import as_float32_mono, validate_sample_rate
+from streaming.audio import as_float32_mono, check_float_amplitude, validate_sample_rate
 from streaming.errors import AudioError
 from streaming.events import Event, Word
 
@@ -173,7 +173,9 @@ def decode_pcm(frame: bytes, encoding: str) -> np.ndarray:
         return np.frombuffer(frame, dtype="<i2").astype(np.int16)
     samples = np.frombuffer(frame, dtype="<f4").astype(np.float32)
     try:  # here, not in the engine: a bad block is refused whole before it is queued
-        return as_float32_mono(samples, what="float32 audio")
+        samples = as_float32_mono(samples, what="float32 audio")
+        check_float_amplitude(samples, what="float32 audio")
+        return samples
     except AudioError as exc:
         raise SessionError(ErrorCode.BAD_AUDIO, str(exc)) from None
 

@@ -20,6 +20,7 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "StreamResampler",
     "as_float32_mono",
+    "check_float_amplitude",
     "validate_sample_rate",
 ]
 
@@ -61,17 +62,13 @@ def validate_sample_rate(sample_rate: object) -> int:
 def as_float32_mono(samples: np.ndarray, *, what: str = "audio") -> np.ndarray:
     """Check one block of samples and return it as float32 in [-1, 1].
 
-    int16 is scaled by 1/32768; float32/float64 is taken as is, and refused
-    beyond +-MAX_FLOAT_AMPLITUDE.  A (n, 1) column is accepted as mono; anything
-    with two real channels is rejected rather than silently mixed, because the
-    caller probably sent the wrong stream.
+    int16 is scaled by 1/32768; float32/float64 is taken as is.  A (n, 1)
+    column is accepted as mono; anything with two real channels is rejected
+    rather than silently mixed, because the caller probably sent the wrong
+    stream.
 
     >>> as_float32_mono(np.array([16384, -32768], dtype=np.int16))
     array([ 0.5, -1. ], dtype=float32)
-    >>> as_float32_mono(np.array([0.5, 100.0], dtype=np.float32))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    streaming.errors.AudioError: audio has 1 of 2 float samples beyond +-2 (peak 100); float audio ...
     """
     if not isinstance(samples, np.ndarray):
         raise AudioError(f"{what} must be a numpy array, got {type(samples).__name__}")
@@ -88,17 +85,32 @@ def as_float32_mono(samples: np.ndarray, *, what: str = "audio") -> np.ndarray:
         if out.size and not np.isfinite(out).all():
             bad = int(np.count_nonzero(~np.isfinite(out)))
             raise AudioError(f"{what} has {bad} NaN or infinite samples out of {out.size}")
-        if out.size:
-            peak = float(np.abs(out).max())
-            if peak > MAX_FLOAT_AMPLITUDE:
-                over = int(np.count_nonzero(np.abs(out) > MAX_FLOAT_AMPLITUDE))
-                raise AudioError(
-                    f"{what} has {over} of {out.size} float samples beyond +-{MAX_FLOAT_AMPLITUDE:g} "
-                    f"(peak {peak:.4g}); float audio is full scale at 1.0 - int16 values sent as floats? "
-                    "divide them by 32768 or send int16"
-                )
         return out
     raise AudioError(f"{what} must be int16 or float32 samples, got {samples.dtype}")
+
+
+def check_float_amplitude(samples: np.ndarray, *, what: str = "audio") -> None:
+    """Refuse float audio beyond +-MAX_FLOAT_AMPLITUDE (full scale is 1.0).
+
+    Audio a client sends, and audio the running normalisation scales, must be in
+    that scale; samples already normalised by the caller (``normalization="none"``)
+    may be larger and are not checked by the engine.
+
+    >>> check_float_amplitude(np.array([0.5, 100.0], dtype=np.float32))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streaming.errors.AudioError: audio has 1 of 2 float samples beyond +-2 (peak 100); float audio ...
+    """
+    if not samples.size:
+        return
+    peak = float(np.abs(samples).max())
+    if peak > MAX_FLOAT_AMPLITUDE:
+        over = int(np.count_nonzero(np.abs(samples) > MAX_FLOAT_AMPLITUDE))
+        raise AudioError(
+            f"{what} has {over} of {samples.size} float samples beyond +-{MAX_FLOAT_AMPLITUDE:g} "
+            f"(peak {peak:.4g}); float audio is full scale at 1.0 - int16 values sent as floats? "
+            "divide them by 32768 or send int16"
+        )
 
 
 @dataclass

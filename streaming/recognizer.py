@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .acoustic_model import AcousticModel, ModelInfo, load_model
-from .audio import StreamResampler, as_float32_mono, validate_sample_rate
+from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
 from .decoder import DecodedWord, Decoder, DecoderConfig, DecoderStream, build_decoder
 from .endpointing import EndpointConfig, Endpointer
 from .errors import AudioError, ModelLoadError, StreamStateError
@@ -363,6 +363,9 @@ class Recognizer:
         block = as_float32_mono(samples)
         if block.size == 0:
             return
+        if samples.dtype != np.int16 and self._plan.normalization == "running":
+            # One int16-scale block would swamp the statistics that scale the rest of the stream.
+            check_float_amplitude(block)
         self._append(self._resampler.process(block))
         if self.inline:
             self._run_inline()
