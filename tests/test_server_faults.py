@@ -315,7 +315,7 @@ def test_connections_still_in_the_handshake_are_bounded(engine: Engine) -> None:
     others when the handshake timeout ends; then a real client gets in."""
 
     async def scenario() -> tuple[list[bool], str, float]:
-        async with serving(engine, max_handshakes=2, handshake_timeout_s=1.0) as server:
+        async with serving(engine, max_handshakes=2, handshake_timeout_s=3.0) as server:
             silent = [await Raw.open(server.port) for _ in range(4)]
             await asyncio.sleep(0.2)
             dropped_at_once = []
