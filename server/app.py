@@ -33,6 +33,7 @@ from .config import ServerConfig
 from .errors import ErrorCode, ErrorReport, SessionError, error_report
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .native import NativeProtocol, ServerInfo
+from .page import StaticSite
 from .protocol import AudioIn, Command, Configure, Finish, Reset, StreamOptions, TimedEvent, dumps
 from .stream import StreamDriver
 from .vosk import VoskProtocol
@@ -110,6 +111,7 @@ class SpeechServer:
         self.config = config = config or ServerConfig()
         self.metrics = ServerMetrics()
         self._ssl = ssl_context
+        self.page = StaticSite.from_package()
         info = engine.info
         self.info = ServerInfo(
             server_version=server_version(),
@@ -265,6 +267,11 @@ class SpeechServer:
             body = self.metrics.exposition()
             headers = Headers([("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
             return Response(200, "OK", headers, body)
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if not upgrade:
+            page = self.page.respond(path, request.headers.get("If-None-Match"))
+            if page is not None:
+                return Response(page.status.value, page.status.phrase, Headers(page.headers), page.body)
         refused = _origin_problem(request, self.config.allowed_origins)
         if refused is not None:
             self.metrics.rejected.labels("origin").inc()
@@ -286,6 +293,12 @@ class SpeechServer:
                 connection,
                 f"server is at its limit of {self.config.max_connections} connections; retry later\n",
             )
+        if not upgrade:
+            # A plain GET of a websocket endpoint learns what its upgrade would get: the
+            # page asks this after a failed upgrade, since browsers hide the status.
+            response = _text(connection, http.HTTPStatus.UPGRADE_REQUIRED, "a WebSocket endpoint; upgrade to use it\n")
+            response.headers["Upgrade"] = "websocket"
+            return response
         self._admitted.add(connection)
         self._spawn(self._forget_when_closed(connection))
         return None
