@@ -6,7 +6,7 @@
 // so captions of several runs and reconnects form one increasing timeline.
 import {
   SendLog, backoffSeconds, clock, median, mixToMono, peak, splitPartial,
-  toInt16, toPlainText, toSrt, toVtt, wavSampleRate,
+  toInt16, toPlainText, toSrt, toVtt, toWav, wavSampleRate,
 } from "./captions.js";
 
 const STREAM_PATH = "/v1/stream";
@@ -14,6 +14,10 @@ const BLOCK_S = 0.1; // audio per message, as demos/client.py sends
 const FAST_HIGH_WATER = 1 << 18; // bytes queued in the socket before a fast file waits
 const FINISH_TIMEOUT_MS = 60000;
 const LATENCY_WINDOW = 20; // partials in the median
+const MAX_BACKLOG_S = 30; // microphone audio kept while no stream is open
+const MAX_RECORDING_S = 600; // microphone audio kept for the Audio download (53 MB at 44.1 kHz)
+
+const CAPTION_BUTTONS = '[data-download]:not([data-download="wav"]), #copy, #clear';
 
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token");
@@ -97,7 +101,7 @@ function addFinal(final) {
   item.append(time, text);
   $("finals").append(item);
   $("empty").hidden = true;
-  for (const button of document.querySelectorAll("[data-download], #copy, #clear")) button.disabled = false;
+  for (const button of document.querySelectorAll(CAPTION_BUTTONS)) button.disabled = false;
   showPartial("", "");
 }
 
@@ -379,56 +383,77 @@ class Run {
 }
 
 let current = null;
+let recording = null; // the last microphone run's audio: {blocks, samples, rate, full}
+
+function record(pcm) {
+  const button = document.querySelector('[data-download="wav"]');
+  if (recording.samples + pcm.length > MAX_RECORDING_S * recording.rate) {
+    if (!recording.full) button.title = `the first ${MAX_RECORDING_S / 60} minutes of the last microphone run`;
+    recording.full = true;
+    return;
+  }
+  recording.blocks.push(pcm);
+  recording.samples += pcm.length;
+  button.disabled = false;
+}
 
 // ------------------------------------------------------------------ microphone
 
 class Microphone {
-  constructor(media, context) {
+  constructor(media, context, node) {
     this.media = media;
     this.context = context;
+    this.node = node;
     this.rate = context.sampleRate;
-    this.captured = 0; // samples captured this run, sent or not
-    this.pending = [];
-    this.pendingLength = 0;
     this.blockLength = Math.round(BLOCK_S * this.rate);
+    this.pending = []; // pieces of the block being filled
+    this.pendingLength = 0;
+    // Blocks captured while no stream is open (connecting, reconnecting): sent as
+    // soon as one is, so words spoken meanwhile are captioned late, not lost.
+    this.backlog = [];
+    this.backlogLength = 0;
+    this.sent = 0; // samples sent, on every stream of the run
+    this.dropped = 0; // samples older than MAX_BACKLOG_S that never found a stream
     this.stream = null;
+    recording = { blocks: [], samples: 0, rate: this.rate, full: false }; // this run's audio, as sent
   }
 
   static async open(deviceId) {
-    const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 };
-    if (deviceId) audio.deviceId = { exact: deviceId };
-    const media = await navigator.mediaDevices.getUserMedia({ audio });
-    const context = new AudioContext(); // the device's native rate; the server resamples
+    const context = new AudioContext(); // the output's native rate; the server resamples
+    let media;
     try {
       await context.audioWorklet.addModule("/static/pcm-worklet.js");
+      const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 };
+      if (deviceId) audio.deviceId = { exact: deviceId };
+      media = await navigator.mediaDevices.getUserMedia({ audio });
       await context.resume(); // started from a click, but some browsers still begin suspended
     } catch (error) {
-      media.getTracks().forEach((t) => t.stop());
+      media?.getTracks().forEach((t) => t.stop());
       context.close();
       throw error;
     }
-    const mic = new Microphone(media, context);
     const node = new AudioWorkletNode(context, "pcm-tap", { numberOfOutputs: 0 });
+    const mic = new Microphone(media, context, node);
     node.port.onmessage = (event) => mic.accept(mixToMono(event.data));
     context.createMediaStreamSource(media).connect(node);
-    mic.node = node;
     return mic;
   }
 
+  // Where the next stream's second 0 lies in this run's audio, in seconds.
   position() {
-    return this.captured / this.rate;
+    return (this.sent + this.dropped) / this.rate;
   }
 
   onReady(stream) {
     this.stream = stream;
+    this.flush();
   }
 
   onGone() {
-    this.stream = null; // audio until the next stream is captured but not sent
+    this.stream = null;
   }
 
   accept(samples) {
-    this.captured += samples.length;
     this.pending.push(samples);
     this.pendingLength += samples.length;
     if (this.pendingLength < this.blockLength) return;
@@ -441,11 +466,30 @@ class Microphone {
     this.pending = [];
     this.pendingLength = 0;
     setLevel(peak(block));
-    if (this.stream?.ready) this.stream.send(toInt16(block));
+    const pcm = toInt16(block);
+    this.backlog.push(pcm);
+    this.backlogLength += block.length;
+    record(pcm);
+    while (this.backlogLength > MAX_BACKLOG_S * this.rate) {
+      const old = this.backlog.shift();
+      this.backlogLength -= old.length;
+      this.dropped += old.length;
+    }
+    this.flush();
+  }
+
+  flush() {
+    if (!this.stream?.ready) return;
+    for (const block of this.backlog) {
+      this.stream.send(block);
+      this.sent += block.length;
+    }
+    this.backlog = [];
+    this.backlogLength = 0;
   }
 
   release() {
-    this.node?.port.close();
+    this.node.port.close();
     this.media.getTracks().forEach((t) => t.stop());
     this.context.close();
   }
@@ -595,11 +639,13 @@ const FORMATS = {
 };
 
 function download(kind) {
-  const format = FORMATS[kind];
-  const url = URL.createObjectURL(new Blob([format.render(finals)], { type: `${format.type};charset=utf-8` }));
+  const blob = kind === "wav"
+    ? new Blob([toWav(recording.blocks, recording.rate)], { type: "audio/wav" })
+    : new Blob([FORMATS[kind].render(finals)], { type: `${FORMATS[kind].type};charset=utf-8` });
+  const url = URL.createObjectURL(blob);
   const link = document.createElement("a");
   link.href = url;
-  link.download = `captions.${format.ext}`;
+  link.download = kind === "wav" ? "captions-audio.wav" : `captions.${FORMATS[kind].ext}`;
   document.body.append(link);
   link.click();
   link.remove();
@@ -627,7 +673,7 @@ function clearTranscript() {
   timelineEnd = 0;
   $("finals").replaceChildren();
   $("empty").hidden = false;
-  for (const button of document.querySelectorAll("[data-download], #copy, #clear")) button.disabled = true;
+  for (const button of document.querySelectorAll(CAPTION_BUTTONS)) button.disabled = true;
 }
 
 // ------------------------------------------------------------------ wiring

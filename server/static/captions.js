@@ -129,3 +129,30 @@ export function toVtt(finals) {
 export function toPlainText(finals) {
   return finals.map((f) => f.text).join("\n") + (finals.length ? "\n" : "");
 }
+
+// Int16Array blocks at `rate` as a 16-bit mono WAV file (an ArrayBuffer).
+export function toWav(blocks, rate) {
+  const samples = blocks.reduce((n, block) => n + block.length, 0);
+  const buffer = new ArrayBuffer(44 + 2 * samples);
+  const view = new DataView(buffer);
+  const text = (at, s) => [...s].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF");
+  view.setUint32(4, 36 + 2 * samples, true);
+  text(8, "WAVE");
+  text(12, "fmt ");
+  view.setUint32(16, 16, true); // fmt chunk size
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // mono
+  view.setUint32(24, rate, true);
+  view.setUint32(28, 2 * rate, true); // bytes per second
+  view.setUint16(32, 2, true); // bytes per frame
+  view.setUint16(34, 16, true); // bits per sample
+  text(36, "data");
+  view.setUint32(40, 2 * samples, true);
+  let at = 44;
+  for (const block of blocks) {
+    new Int16Array(buffer, at, block.length).set(block);
+    at += 2 * block.length;
+  }
+  return buffer;
+}
