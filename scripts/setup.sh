@@ -15,6 +15,7 @@ APT_PACKAGES=(
   pocketsphinx-testdata  # real LibriVox clips: the real-speech dev set
   build-essential cmake  # kenlm's Python module builds from source
   haproxy              # the load balancer the replica tests run (deploy/haproxy)
+  chromium chromium-driver  # the captioning page's tests run it headless (Selenium)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -4,7 +4,8 @@ Layers: ``protocol``/``vosk``/``native`` (sans I/O: frames <-> typed commands
 and messages), ``errors`` (the one exception -> close code mapping),
 ``stream`` (drives one recognizer off the event loop), ``worker`` (one
 batching worker for all streams), ``app`` (asyncio: sockets, HTTP routes,
-limits, shutdown), ``cli`` (``xlsr-stream serve``).
+limits, shutdown), ``cli`` (``xlsr-stream serve``), ``page`` (the captioning page in ``static/``,
+served on plain GETs).
 """
 
 from .app import SpeechServer
