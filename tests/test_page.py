@@ -32,7 +32,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from websockets.sync.client import connect as ws_connect
 
-from demos.client import read_file
+from client.audio_files import open_audio
 from server import ServerConfig, SpeechServer
 from streaming.recognizer import Engine
 
@@ -281,7 +281,7 @@ def test_file_captions_equal_client_and_download_as_srt(
 def test_microphone_captions_equal_client(
     browser: Any, server: ServerThread, talk_wav: Path, downloads: Path, tmp_path: Path
 ) -> None:
-    played, _ = read_file(str(talk_wav))
+    played = open_audio(talk_wav).read()
     browser.get(server.url)
     started = time.monotonic()
     browser.find_element(By.ID, "start").click()
@@ -320,8 +320,9 @@ def test_microphone_captions_equal_client(
     # Chromium's fake capture starts a few ms into it and, on a loaded machine, fills a
     # late 10 ms buffer with silence.
     download(browser, downloads, "wav", "captions-audio.wav")
-    sent, rate = read_file(str(downloads / "captions-audio.wav"))
-    assert rate == RATE and len(sent) > len(played) - RATE // 2
+    recording = open_audio(downloads / "captions-audio.wav")
+    sent = recording.read()
+    assert recording.sample_rate == RATE and len(sent) > len(played) - RATE // 2
     speech_rms = [float(np.sqrt(np.mean(x[np.flatnonzero(x)[0] :][: len(played) // 2] ** 2.0))) for x in (sent, played)]
     assert abs(speech_rms[0] / speech_rms[1] - 1) < 0.1, speech_rms
     # So the page's finals are the server's for that audio, as demos/client.py gets them.

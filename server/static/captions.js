@@ -2,13 +2,14 @@
 // latency figure, caption formats.  No DOM and no network, so each is easy to read
 // and to check from a console.
 
-// Float samples in [-1, 1] to int16 the way demos/client.py converts a file
-// (clip, scale by 32767, truncate toward zero), so page and client send the same PCM.
+// Float samples in [-1, 1] to int16 as the Python clients convert them (client/websocket.py
+// int16_pcm: scale by 32768, round, clip), the exact inverse of decoding a 16-bit file,
+// so page and client send the same PCM for the same file.
 export function toInt16(samples) {
   const out = new Int16Array(samples.length);
   for (let i = 0; i < samples.length; i++) {
-    const x = samples[i];
-    out[i] = (x >= 1 ? 1 : x <= -1 ? -1 : x) * 32767; // Int16Array stores truncate toward zero
+    const x = Math.round(samples[i] * 32768);
+    out[i] = x > 32767 ? 32767 : x < -32768 ? -32768 : x;
   }
   return out;
 }
