@@ -354,8 +354,8 @@ def test_denied_or_missing_microphone_full_server_and_lost_server_are_told(
             held.enter_context(ws_connect(f"ws://127.0.0.1:{server.port}/v1/stream"))
         browser.get(server.url)
         browser.find_element(By.ID, "start").click()
-        message = wait_for(browser, "the server-full message", lambda: "full" in status(browser) and status(browser))
-        assert "Retrying in 5 s" in message, message
+        message = wait_for(browser, "the server-full message", lambda: "Retrying in" in status(browser) and status(browser))
+        assert "limit of 2 connections" in message and "Retrying in 5 s" in message, message
     wait_for(browser, "the retry to get in", lambda: state(browser) == "live", timeout=20)
 
     # Server gone: its finals stay, the page reconnects with backoff and carries on.
@@ -369,3 +369,20 @@ def test_denied_or_missing_microphone_full_server_and_lost_server_are_told(
     assert page_finals(browser)[: len(shown)] == shown
     browser.find_element(By.ID, "stop").click()
     wait_for(browser, "the stream to finish", lambda: state(browser) == "idle", timeout=30)
+
+    # A server that needs a token: the page says how to give it one, and ?token= works.
+    server.stop()
+    server.start(auth_token="page-test-token")
+    try:
+        browser.get(server.url)
+        browser.find_element(By.ID, "start").click()
+        wait_for(browser, "the token message", lambda: "needs an access token" in status(browser), timeout=20)
+        assert state(browser) == "idle" and "?token=YOUR_TOKEN" in status(browser)
+        browser.get(server.url + "?token=page-test-token")
+        browser.find_element(By.ID, "start").click()
+        wait_for(browser, "the stream to start with the token", lambda: state(browser) == "live", timeout=20)
+        browser.find_element(By.ID, "stop").click()
+        wait_for(browser, "the stream to finish", lambda: state(browser) == "idle", timeout=30)
+    finally:
+        server.stop()
+        server.start()

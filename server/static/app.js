@@ -13,6 +13,7 @@ const STREAM_PATH = "/v1/stream";
 const BLOCK_S = 0.1; // audio per message, as demos/client.py sends
 const FAST_HIGH_WATER = 1 << 18; // bytes queued in the socket before a fast file waits
 const FINISH_TIMEOUT_MS = 60000;
+const PROBE_TIMEOUT_MS = 5000; // a server that takes the connection but never answers counts as gone
 const LATENCY_WINDOW = 20; // partials in the median
 const MAX_BACKLOG_S = 30; // microphone audio kept while no stream is open
 const MAX_RECORDING_S = 600; // microphone audio kept for the Audio download (53 MB at 44.1 kHz)
@@ -120,30 +121,49 @@ function setLevel(value) {
 
 // ------------------------------------------------------------------ one stream
 
-function streamUrl() {
+// A browser cannot set an Authorization header on a WebSocket: the token goes as a
+// "bearer.<token>" subprotocol next to "xlsr-stream" (which the server selects), or,
+// when it has characters a subprotocol may not hold, as ?token= in the URL (which
+// proxies may log).
+function openSocket() {
   const url = new URL(STREAM_PATH, location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  if (token) url.searchParams.set("token", token);
-  return url.href;
+  if (!token) return new WebSocket(url);
+  try {
+    return new WebSocket(url, ["xlsr-stream", `bearer.${token}`]);
+  } catch (error) {
+    if (error.name !== "SyntaxError") throw error;
+    url.searchParams.set("token", token);
+    return new WebSocket(url);
+  }
 }
 
 // Browsers hide why an upgrade failed; a plain GET of the endpoint answers with the
 // status the upgrade got (426 when it would be let in now).
 async function whyRefused() {
-  const url = new URL(STREAM_PATH, location.href);
-  if (token) url.searchParams.set("token", token);
   let response;
   try {
-    response = await fetch(url, { cache: "no-store" });
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    response = await fetch(new URL(STREAM_PATH, location.href), {
+      cache: "no-store", headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    });
   } catch {
     return { kind: "gone" };
   }
-  const text = (await response.text()).trim();
+  let text;
+  try {
+    text = (await response.text()).trim();
+  } catch {
+    return { kind: "gone" };
+  }
+  console.info(`stream refused: HTTP ${response.status} ${text}`);
   switch (response.status) {
     case 503:
       return { kind: "full", retryAfter: Number(response.headers.get("Retry-After")) || 5, text };
     case 401:
       return { kind: "token", text };
+    case 403:
+      return { kind: "refused", text: `this page may not open streams (${text})` };
     case 426:
       return { kind: "retry" };
     default:
@@ -165,7 +185,7 @@ class Stream {
 
   open() {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(streamUrl());
+      const ws = openSocket();
       ws.binaryType = "arraybuffer";
       this.ws = ws;
       let greeted = false;
@@ -300,7 +320,7 @@ class Run {
   refused(why, attempt) {
     switch (why.kind) {
       case "full":
-        say("warn", `The server is full (${why.text}). Retrying in ${why.retryAfter} s, as it asked…`);
+        say("warn", `The server cannot take a stream now: ${why.text}. Retrying in ${why.retryAfter} s, as it asked…`);
         return why.retryAfter;
       case "token":
         say("error", token
