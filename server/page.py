@@ -99,7 +99,11 @@ class StaticSite:
             body = f"no static file {path[:100]!r}; the page's files: {', '.join(sorted(self.files))}\n".encode()
             return PageResponse(
                 http.HTTPStatus.NOT_FOUND,
-                (("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), ("Connection", "close")),
+                (
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ),
                 body,
             )
         # no-cache: the browser keeps its copy but asks every time, so an upgraded

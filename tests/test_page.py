@@ -354,7 +354,8 @@ def test_denied_or_missing_microphone_full_server_and_lost_server_are_told(
             held.enter_context(ws_connect(f"ws://127.0.0.1:{server.port}/v1/stream"))
         browser.get(server.url)
         browser.find_element(By.ID, "start").click()
-        message = wait_for(browser, "the server-full message", lambda: "Retrying in" in status(browser) and status(browser))
+        message = wait_for(browser, "the server-full message",
+                           lambda: "Retrying in" in status(browser) and status(browser))
         assert "limit of 2 connections" in message and "Retrying in 5 s" in message, message
     wait_for(browser, "the retry to get in", lambda: state(browser) == "live", timeout=20)
 

@@ -456,6 +456,13 @@ class Microphone {
     const mic = new Microphone(media, context, node);
     node.port.onmessage = (event) => mic.accept(mixToMono(event.data));
     context.createMediaStreamSource(media).connect(node);
+    for (const track of media.getAudioTracks()) {
+      track.addEventListener("ended", () => {
+        if (mic.run?.stopped) return;
+        mic.run?.stop().then(() => say("error", "The microphone stopped (unplugged or taken away). ",
+          "Captions so far are kept; pick a microphone and press Start again."));
+      });
+    }
     return mic;
   }
 
