@@ -114,3 +114,19 @@ def test_a_source_whose_package_is_missing_fails_alone(tmp_path: Path, monkeypat
     assert prepare_real.main(["--sources", "broken,fixture", "--out", str(tmp_path)]) == 1
     assert (tmp_path / "fixture" / "source.json").exists()
     assert "broken: FAILED" in (tmp_path / "prepare_real.log").read_text()
+
+
+def test_duration_correlation_tells_paired_from_shifted(tmp_path: Path) -> None:
+    from check_real import duration_correlation
+
+    rng = np.random.default_rng(0)
+    words = ["go", "forward ten meters", "yes", "the cat sat on the mat today", "no", "turn left now please"]
+    items = [Item(f"u{k}", "s", " ".join(rng.choice(words, 2)), ()) for k in range(12)]
+
+    def speak(item: Item) -> tuple[np.ndarray, int]:  # ~70 ms of tone per character, like speech
+        n = int(0.07 * 8000 * len(item.text or ""))
+        return (0.2 * np.sin(np.arange(n) / 3)).astype(np.float32), 8000
+
+    write_source(Source("corr", ("dpkg",), lambda c: items, speak), tmp_path)
+    own, shifted = duration_correlation(tmp_path / "corr")
+    assert own > 0.99 and shifted < 0.8
