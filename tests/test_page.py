@@ -43,6 +43,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's chromium + chromium-driver (scripts/s
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CLIPS = ["sense_and_sensibility_01_austen_64kb-0880.wav", "sense_and_sensibility_01_austen_64kb-0930.wav"]
 SCREENSHOT = Path("/tmp/xlsr-page.png")
+INSECURE_HOST = "captions.test"
 RATE = 44100  # Chromium's fake microphone and headless audio output
 
 
@@ -151,6 +152,8 @@ def quit_showing_console(driver: Any) -> None:
 def browser(talk_wav: Path, downloads: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     driver = launch(
         tmp_path_factory.mktemp("chromium-profile"),
+        # A name for 127.0.0.1 that is not localhost: pages from it are not a secure context.
+        f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
         "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
         "--use-fake-device-for-media-stream",
         # %noloop: the recording plays once, then the fake microphone hears silence.
@@ -331,7 +334,7 @@ def test_microphone_captions_equal_client(
     assert page_finals(browser) == [f["text"] for f in client(server, downloads / "captions-audio.wav")]
 
 
-def test_denied_or_missing_microphone_full_server_and_lost_server_are_told(
+def test_denied_or_missing_microphone_insecure_page_full_server_lost_server_and_token_are_told(
     browser: Any, server: ServerThread, tmp_path: Path
 ) -> None:
     # Permission denied (the user said no to the prompt), and no microphone at all.
@@ -347,6 +350,11 @@ def test_denied_or_missing_microphone_full_server_and_lost_server_are_told(
             assert state(other) == "idle"
         finally:
             quit_showing_console(other)
+
+    # A plain-http page from another host than localhost: no microphone, and how to get it.
+    browser.get(f"http://{INSECURE_HOST}:{server.port}/")
+    wait_for(browser, "the insecure-context message", lambda: "--certfile" in status(browser), timeout=20)
+    assert "https://" in status(browser) and not browser.find_element(By.ID, "start").is_enabled()
 
     # Server full: 503 + Retry-After, retried after that long.
     with contextlib.ExitStack() as held:
