@@ -590,3 +590,32 @@ def test_hotword_set_scores_as_pyctcdecode_and_is_cached_with_a_bound() -> None:
     assert ours.words == frozenset(w for p in phrases for w in p.split())
     assert hotword_set(phrases, 7.5) is ours  # a stream opens one decoder stream per segment
     assert hotword_set.cache_info().maxsize == 8
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    words=st.lists(st.text(alphabet="etaonihs", min_size=1, max_size=5), min_size=1, max_size=6),
+    unk=st.booleans(),
+    seed=st.integers(0, 10_000),
+    chunk=st.integers(1, 20),
+)
+def test_grammar_output_is_always_grammar_words(words: list[str], unk: bool, seed: int, chunk: int) -> None:
+    """Whatever the audio: every partial and final word, and every alternative, is a grammar word
+    ([unk] only when listed), frame spans stay in order, and a stable prefix never changes."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 3.0, (int(rng.integers(1, 60)), len(VOCAB)))  # (frames, vocab)
+    log_probs = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+    phrases = [" ".join(words[: len(words) // 2 + 1]), *words[len(words) // 2 + 1 :]] + (["[unk]"] if unk else [])
+    allowed = set(words) | ({"[unk]"} if unk else set())
+    stream = grammar_stream(phrases, beam_width=16)
+    partials, final = run_stream(stream, log_probs, chunk)
+    stable: list[str] = []
+    for hyp in [*partials, final]:
+        assert set(hyp.text.split()) <= allowed
+        frames = [(w.start_frame, w.end_frame) for w in hyp.words]
+        assert all(s < e <= len(log_probs) for s, e in frames) and frames == sorted(frames)
+        assert hyp.text.split()[: len(stable)] == stable, "a stable word changed"
+        assert len(stable) <= hyp.stable_words <= len(hyp.words)
+        stable = [w.text for w in hyp.words[: hyp.stable_words]]
+    for alternative in stream.alternatives(10):
+        assert set(alternative.text.split()) <= allowed
