@@ -493,7 +493,7 @@ def ctc_loss(logits: torch.Tensor, mask: torch.Tensor, labels: list[list[int]]) 
 
 @torch.no_grad()
 def evaluate(model: TeacherCTC, items: list[Item]) -> dict[str, float]:
-    import jiwer
+    from scoring import char_error_rate, word_error_rate
 
     model.eval()
     refs, hyps = [], []
@@ -505,7 +505,7 @@ def evaluate(model: TeacherCTC, items: list[Item]) -> dict[str, float]:
     model.train()
     if not refs:
         return {}
-    return {"wer": round(100 * jiwer.wer(refs, hyps), 2), "cer": round(100 * jiwer.cer(refs, hyps), 2),
+    return {"wer": round(100 * word_error_rate(refs, hyps), 2), "cer": round(100 * char_error_rate(refs, hyps), 2),
             "n": len(refs), "example": f"{refs[0]} -> {hyps[0]}"}  # type: ignore[dict-item]
 
 
@@ -535,7 +535,7 @@ def teacher_logits(enc, model: TeacherCTC, wave: np.ndarray) -> tuple[torch.Tens
 
 @torch.no_grad()
 def evaluate_audio(enc, model: TeacherCTC, sets: dict[str, list[tuple[str, str]]]) -> dict[str, dict]:
-    import jiwer
+    from scoring import char_error_rate, word_error_rate
 
     model.eval()
     res = {}
@@ -547,7 +547,8 @@ def evaluate_audio(enc, model: TeacherCTC, sets: dict[str, list[tuple[str, str]]
             _, logits = teacher_logits(enc, model, read_audio(path))
             refs.append(ref)
             hyps.append(greedy_decode(logits.argmax(-1).tolist()))
-        res[name] = {"wer": round(100 * jiwer.wer(refs, hyps), 2), "cer": round(100 * jiwer.cer(refs, hyps), 2),
+        res[name] = {"wer": round(100 * word_error_rate(refs, hyps), 2),
+                     "cer": round(100 * char_error_rate(refs, hyps), 2),
                      "n": len(rows), "example": f"{refs[0]} -> {hyps[0]}"}
     model.train()
     return res
