@@ -398,6 +398,10 @@ def test_sigterm_drains_one_replica_without_losing_a_final_and_new_streams_go_el
                 await ws.send(piece.astype("<i2").tobytes())
         victim = opened[0][2]
         assert victim.proc is not None
+        # A draining server stops reading: audio still in TCP buffers is never received. Wait for
+        # the victim's first reply, so it has read (part of) the first half before the SIGTERM.
+        victim_ws, victim_messages, _ = opened[0]
+        victim_messages.append(json.loads(await asyncio.wait_for(victim_ws.recv(), 60)))
         victim.proc.send_signal(signal.SIGTERM)
         # New streams right away: the draining replica refuses them (503 or no listener),
         # HAProxy retries on another, the client never sees it.
