@@ -12,6 +12,8 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 # Training text is spelled in the model's alphabet (a-z, apostrophes inside words); the rule lives
 # in scoring/text.py. It drops digits: callers reject text that holds any (scoring.has_digits).
 from scoring import normalize_to_alphabet as normalize_text  # noqa: F401
@@ -82,3 +84,16 @@ def log_line(path: Path, msg: str) -> None:
     print(line, flush=True)
     with open(path, "a") as f:
         f.write(line + "\n")
+
+
+def read_audio(path: str) -> np.ndarray:
+    """An audio file as mono float32 at 16 kHz (channels averaged, soxr resampling): what the
+    recipe's evaluations, teacher and student read."""
+    import soundfile as sf
+    import soxr
+
+    wave, sr = sf.read(path, dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if sr != SAMPLE_RATE:
+        wave = soxr.resample(wave, sr, SAMPLE_RATE)
+    return wave

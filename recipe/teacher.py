@@ -40,7 +40,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from common import SAMPLE_RATE, VOCAB, cache_dir, encode, greedy_decode, log_line, logs_dir, normalize_text
+from common import (
+    SAMPLE_RATE,
+    VOCAB,
+    cache_dir,
+    encode,
+    greedy_decode,
+    log_line,
+    logs_dir,
+    normalize_text,
+    read_audio,
+)
 from torch import nn
 
 HOP = 160  # log-mel hop: 10 ms at 16 kHz
@@ -397,17 +407,6 @@ def synthetic_items(shard_root: Path, limit_s: float) -> list[Item]:
     return items
 
 
-def read_audio(path: str) -> np.ndarray:
-    """Mono float32 at 16 kHz."""
-    wave, sr = sf.read(path, dtype="float32", always_2d=True)
-    wave = wave.mean(axis=1)
-    if sr != SAMPLE_RATE:
-        import soxr
-
-        wave = soxr.resample(wave, sr, SAMPLE_RATE)
-    return wave
-
-
 # ---------------------------------------------------------------- step: features
 
 
@@ -489,24 +488,6 @@ def ctc_loss(logits: torch.Tensor, mask: torch.Tensor, labels: list[list[int]]) 
     target = torch.tensor([c for t in labels for c in t], dtype=torch.long)
     return torch.nn.functional.ctc_loss(logp, target, mask.sum(1), torch.tensor([len(t) for t in labels]),
                                         blank=VOCAB["<pad>"], reduction="mean", zero_infinity=True)
-
-
-@torch.no_grad()
-def evaluate(model: TeacherCTC, items: list[Item]) -> dict[str, float]:
-    from scoring import char_error_rate, word_error_rate
-
-    model.eval()
-    refs, hyps = [], []
-    for b in batches(items, model.first, 4000, random.Random(0)):
-        _, logits = model(b["x"], b["mask"])
-        for i, it in enumerate(b["items"]):
-            refs.append(it.text)
-            hyps.append(greedy_decode(logits[i, : int(b["mask"][i].sum())].argmax(-1).tolist()))
-    model.train()
-    if not refs:
-        return {}
-    return {"wer": round(100 * word_error_rate(refs, hyps), 2), "cer": round(100 * char_error_rate(refs, hyps), 2),
-            "n": len(refs), "example": f"{refs[0]} -> {hyps[0]}"}  # type: ignore[dict-item]
 
 
 def dev_sets(items: list[Item], dev_speakers: set[str]) -> dict[str, list[tuple[str, str]]]:

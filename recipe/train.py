@@ -38,7 +38,8 @@ import numpy as np
 import soundfile as sf
 import torch
 from augment import AugmentConfig, augment
-from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, shards_dir
+from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, read_audio, shards_dir
+
 from scoring import char_error_rate, normalize_for_scoring, word_error_rate
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -268,13 +269,7 @@ def evaluate_sets(model, sets: dict[str, list[tuple[str, str]]]) -> dict[str, di
             continue
         refs, hyps = [], []
         for path, ref in rows:
-            wave, sr = sf.read(path, dtype="float32")
-            if wave.ndim > 1:
-                wave = wave.mean(axis=1)
-            if sr != SAMPLE_RATE:
-                import soxr
-
-                wave = soxr.resample(wave, sr, SAMPLE_RATE)
+            wave = read_audio(path)
             refs.append(ref)
             hyps.append(transcribe(model, wave))
         res[name] = {"wer": word_error_rate(refs, hyps), "cer": char_error_rate(refs, hyps), "n": len(rows),
