@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import queue
 import random
@@ -201,6 +202,21 @@ def ctc_on_labelled(logits: torch.Tensor, batch: dict, config) -> torch.Tensor:
     return ctc_loss_from_logits(logits[keep], batch["frames"][keep], batch["labels"][keep], config)
 
 
+def learning_rate(step: int, args: argparse.Namespace) -> float:
+    """Linear warm-up, then constant; from --decay-start a cosine decay to --min-lr-ratio of --lr
+    over --decay-steps, held there after. The decay lets a run resumed at a plateau settle.
+
+    >>> a = argparse.Namespace(lr=1.0, warmup_steps=10, decay_start=100, decay_steps=50, min_lr_ratio=0.1)
+    >>> [round(learning_rate(s, a), 3) for s in (0, 9, 99, 125, 150, 400)]
+    [0.1, 1.0, 1.0, 0.55, 0.1, 0.1]
+    """
+    lr = args.lr * min(1.0, (step + 1) / args.warmup_steps)
+    if args.decay_start is None or step < args.decay_start:
+        return lr
+    done = min(1.0, (step - args.decay_start) / max(1, args.decay_steps))
+    return args.lr * (args.min_lr_ratio + (1 - args.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--init", default=str(REPO_ROOT / "models" / "en-small"), help="student to start from")
@@ -210,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-pseudo-confidence", type=float, default=0.85)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup-steps", type=int, default=200)
+    ap.add_argument("--decay-start", type=int, default=None,
+                    help="step at which the learning rate starts a cosine decay (default: constant)")
+    ap.add_argument("--decay-steps", type=int, default=3000, help="length of the cosine decay")
+    ap.add_argument("--min-lr-ratio", type=float, default=0.05, help="final learning rate / --lr")
     ap.add_argument("--max-steps", type=int, default=10**9)
     ap.add_argument("--batch-seconds", type=float, default=24.0)
     ap.add_argument("--max-batch-utts", type=int, default=16)
@@ -283,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = loader.get()
         step = state["step"]
         for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup_steps)
+            g["lr"] = learning_rate(step, args)
         valid = frame_mask(batch["frames"], int(batch["frames"].max()))
         # spread evenly: with 0.5 every second batch, with 0.4 two in five
         streamed = (step * args.stream_prob) % 1 + args.stream_prob >= 1 - 1e-9

@@ -6,7 +6,8 @@
 #   recipe/run_all.sh --stop     # stop the background jobs (training writes a checkpoint first)
 #   recipe/run_all.sh --export   # newest checkpoint -> models/en-small (+ evaluation in the card)
 #   recipe/run_all.sh --evaluate-engine  # greedy/LM x streaming/offline via xlsr-stream eval -> the card
-#   recipe/run_all.sh --distill  # issue 13: real speech, Whisper teacher, distilled student (background)
+#   recipe/run_all.sh --distill [distill.py args]  # issue 13: real speech, Whisper teacher, distilled
+#                                # student (background), e.g. --decay-start 7122 --decay-steps 2500
 #   recipe/run_all.sh --smoke    # CI: seconds of data, 2 training steps, export to a temp dir,
 #                                # load it with transformers and transcribe (< 2 min)
 #
@@ -42,6 +43,7 @@ start_bg() {  # start_bg NAME NICE SCRIPT ARGS...
 }
 
 mode="${1:-run}"
+shift || true  # what is left goes to distill.py (--distill)
 if [ "$mode" = "--smoke" ]; then
   CACHE="$(mktemp -d /tmp/xlsr-smoke.XXXXXX)"
   export XLSR_RECIPE_DIR="$CACHE"
@@ -119,7 +121,7 @@ case "$mode" in
     "$PY" prepare_text.py
     start_bg synth 10 synth.py --weights piper:2,flite:1,festival:1,espeak:0.25 --target-hours 3 --fast-first-hours 0
     if alive "$CACHE/distill.pid" distill; then echo "distill already running"; else
-      MALLOC_ARENA_MAX=2 setsid nohup nice -n 5 bash distill_all.sh >> "$CACHE/logs/distill.out" 2>&1 < /dev/null &
+      MALLOC_ARENA_MAX=2 setsid nohup nice -n 5 bash distill_all.sh "$@" >> "$CACHE/logs/distill.out" 2>&1 < /dev/null &
       echo $! > "$CACHE/distill.pid"; echo "started distill_all.sh (pid $!), log $CACHE/logs/distill.out"
     fi
     ;;
