@@ -4,10 +4,12 @@ Data flow of one stream::
 
     accept_audio(int16/float32, any rate)
       -> validate, resample to 16 kHz (audio.py)
-      -> buffer; scale with running statistics (normalization.py)
-      -> windows: chunk + left context + right look-ahead (windows.py)
-      -> acoustic model, batched across streams (Engine.run_windows)
-      -> keep each window's chunk frames (stitching.py)
+      -> windows: chunk + left context + right look-ahead, as the engine's
+         stream plan says (plan.py, windows.py); buffered and scaled with
+         running statistics by the stream's scheduler (window_scheduler.py,
+         normalization.py)
+      -> acoustic model, batched across streams (batched_forward.py, acoustic_model.py)
+      -> stitched frames: each window's chunk (window_scheduler.py, stitching.py)
       -> incremental CTC beam search with an n-gram LM (decoder.py)
       -> endpointing on trailing non-speech frames (endpointing.py)
       -> Partial / Final events (events.py)
@@ -32,16 +34,18 @@ import numpy as np
 
 from .acoustic_model import AcousticModel, ModelInfo, load_model
 from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
+from .batched_forward import run_windows
 from .decoder import DecodedWord, Decoder, DecoderConfig, DecoderStream, build_decoder
 from .endpointing import EndpointConfig, Endpointer
 from .errors import AudioError, ModelLoadError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
 from .grammar import Grammar, compile_grammar
 from .language_model import LanguageModel, build_labels, load_language_model
-from .normalization import RunningStats, normalize_utterance
+from .normalization import normalize_utterance
 from .plan import StreamPlan, plan_stream
-from .stitching import FeatureCache, WindowOutput, WindowRequest
-from .windows import FrameGeometry, Window, WindowConfig, num_frames
+from .stitching import WindowOutput, WindowRequest
+from .window_scheduler import WindowScheduler
+from .windows import FrameGeometry, WindowConfig, num_frames
 
 __all__ = ["DEFAULT_MODEL_DIR", "Engine", "Recognizer", "default_model_path"]
 
@@ -195,55 +199,16 @@ class Engine:
         )
 
     def run_windows(self, requests: Sequence[WindowRequest]) -> list[WindowOutput]:
-        """Run windows of any streams through the model, batching equal lengths.
+        """Run windows of any streams through the model, batching equal shapes.
 
         Blocking; call it off an event loop.  Returns one output per request, in order.
         """
-        outputs: list[WindowOutput | None] = [None] * len(requests)
         with self._model_lock:
-            if not self.plan.reuse_features:
-                for idx, batch in _group_by_arrays([r.samples for r in requests]):
-                    log_probs = self.model.log_probs(batch)  # (batch, frames, vocab)
-                    for i, lp in zip(idx, log_probs):
-                        outputs[i] = WindowOutput(lp)
-                return [o for o in outputs if o is not None]
-            new_features: list[np.ndarray | None] = [None] * len(requests)
-            with_audio = [(i, r) for i, r in enumerate(requests) if r.num_new_frames > 0]
-            for idx, batch in _group_by_arrays([r.samples for _, r in with_audio]):
-                feats = self.model.conv_features(batch)  # (batch, new frames, conv_dim)
-                for j, f in zip(idx, feats):
-                    new_features[with_audio[j][0]] = f
-            full: list[np.ndarray] = []
-            for req, new in zip(requests, new_features):
-                parts = [p for p in (req.cached_features, new) if p is not None and p.shape[0]]
-                full.append(np.concatenate(parts, axis=0))  # (pos_context + window frames, conv_dim)
-            if self.plan.memory:
-                self._run_with_memory(requests, full, new_features, outputs)
-                return [o for o in outputs if o is not None]
-            for idx, batch in _group_by_arrays(full):
-                log_probs = self.model.log_probs_from_features(batch)  # (batch, frames, vocab)
-                for i, lp in zip(idx, log_probs):
-                    outputs[i] = WindowOutput(lp, new_features[i])
-        return [o for o in outputs if o is not None]
+            return run_windows(self.model, self.plan, requests)
 
-    def _run_with_memory(
-        self,
-        requests: Sequence[WindowRequest],
-        features: list[np.ndarray],
-        new_features: list[np.ndarray | None],
-        outputs: list[WindowOutput | None],
-    ) -> None:
-        """Windows with attention memory; one forward per group of equal shapes."""
-        groups: dict[tuple[int, int, int], list[int]] = {}
-        for i, (req, feats) in enumerate(zip(requests, features)):
-            mem = 0 if req.memory is None else req.memory.shape[1]
-            groups.setdefault((feats.shape[0], req.pos_context, mem), []).append(i)
-        for (_, pos_context, mem), idx in groups.items():
-            batch = np.stack([features[i] for i in idx])  # (batch, pos_context + frames, conv_dim)
-            memory = np.stack([requests[i].memory for i in idx]) if mem else None  # type: ignore[misc]
-            log_probs, keys_values = self.model.log_probs_with_memory(batch, pos_context, memory)
-            for j, i in enumerate(idx):
-                outputs[i] = WindowOutput(log_probs[j], new_features[i], keys_values[j])
+    def next_stream_id(self) -> int:
+        """A new stream's id: window requests carry it back to their stream."""
+        return next(self._stream_ids)
 
     # ---------------------------------------------------------------- offline
     def offline_log_probs(self, samples: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
@@ -299,11 +264,11 @@ class Recognizer:
         if isinstance(max_alternatives, bool) or not isinstance(max_alternatives, int) or max_alternatives < 0:
             raise ValueError(f"max_alternatives must be an int >= 0, got {max_alternatives!r}")
         self.engine = engine
-        self.id = next(engine._stream_ids)
+        self.id = engine.next_stream_id()
         self.sample_rate = validate_sample_rate(sample_rate)
         self.inline = inline
-        self._plan = plan = engine.plan
-        self._geo = plan.geometry
+        self._plan = engine.plan
+        self._geo = engine.plan.geometry
         self._resampler = StreamResampler(self.sample_rate, engine.info.sample_rate)
         self._use_lm = use_lm
         self._hotwords = tuple(hotwords)
@@ -312,23 +277,7 @@ class Recognizer:
         if isinstance(grammar, str):
             raise ValueError(f"grammar must be a sequence of phrases, got the str {grammar!r}")
         self._grammar = engine.compile_grammar(grammar) if grammar else None
-        self._stats = RunningStats()
-        # Audio on the model's time line: samples [_buf_start, _buf_start + len(_buf)).
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_start = 0
-        self._scaled_upto = 0  # samples before this index are already normalized
-        self._total_samples = 0
-        self._total_frames: int | None = None  # known once finish() was called
-        self._next_request = 0  # chunk index of the next window to hand out
-        self._next_output = 0  # chunk index whose output is expected next
-        # (chunk index, frame) where the chunk grid starts: moved by each reset,
-        # whose last chunk ends early at the reset's frame.
-        self._grid = (0, 0)
-        self._flush_to: int | None = None  # a reset's frame, until everything before it is decoded
-        self._in_flight = 0
-        self._features = FeatureCache()
-        # Attention memory: each layer's keys and values for the last memory_frames frames.
-        self._memory: np.ndarray | None = None  # (layers, frames, 2 * hidden)
+        self._windows = WindowScheduler(engine.plan, stream_id=self.id, vocab_size=len(engine.info.vocab))
         self._finished = False
         self._closed = False
         self._events: list[Event] = []
@@ -366,7 +315,7 @@ class Recognizer:
         if samples.dtype != np.int16 and self._plan.normalization == "running":
             # One int16-scale block would swamp the statistics that scale the rest of the stream.
             check_float_amplitude(block)
-        self._append(self._resampler.process(block))
+        self._windows.accept(self._resampler.process(block))
         if self.inline:
             self._run_inline()
 
@@ -374,9 +323,9 @@ class Recognizer:
         """End of audio: decode everything left; the last event is a Final ("finish")."""
         if self._finished:
             return
-        self._append(self._resampler.flush())
+        self._windows.accept(self._resampler.flush())
         self._finished = True
-        self._total_frames = num_frames(self._total_samples, self._geo)
+        self._windows.finish()
         if self.inline:
             self._run_inline()
         self._maybe_close()
@@ -391,7 +340,7 @@ class Recognizer:
         """
         if self._closed:
             raise StreamStateError("reset() after the stream was finished")
-        self._flush_to = num_frames(self._total_samples, self._geo)
+        self._windows.flush()
         if self.inline:
             self._run_inline()
         self._end_flush()
@@ -403,7 +352,7 @@ class Recognizer:
 
     @property
     def audio_seconds(self) -> float:
-        return self._total_samples / self._geo.sample_rate
+        return self._windows.total_samples / self._geo.sample_rate
 
     @property
     def decoded_seconds(self) -> float:
@@ -426,29 +375,7 @@ class Recognizer:
     def take_windows(self) -> list[WindowRequest]:
         """Windows whose audio is complete, in order.  Each must come back through
         :meth:`accept_window_outputs`, in the same order."""
-        if self._plan.one_window_in_flight and self._in_flight:
-            # The next window's overlap features are still being computed.
-            return []
-        requests: list[WindowRequest] = []
-        available = num_frames(self._total_samples, self._geo)
-        end = self._flush_to if self._flush_to is not None else self._total_frames
-        while True:
-            k = self._next_request
-            if end is not None:
-                if self._chunk_start(k) >= end:
-                    break
-                window = self._plan.window(k, end, grid=self._grid)
-            elif self._plan.ready(k, available, grid=self._grid):
-                window = self._plan.window(k, None, grid=self._grid)
-            else:
-                break
-            requests.append(self._request(window))
-            self._next_request += 1
-            self._in_flight += 1
-            if self._plan.one_window_in_flight:
-                break
-        self._trim_buffer()
-        return requests
+        return self._windows.take()
 
     def accept_window_outputs(
         self, requests: Sequence[WindowRequest], outputs: Sequence[WindowOutput]
@@ -457,27 +384,11 @@ class Recognizer:
         if len(requests) != len(outputs):
             raise ValueError(f"{len(requests)} requests but {len(outputs)} outputs")
         for request, output in zip(requests, outputs):
-            window = request.window
-            if request.stream_id != self.id:
-                raise StreamStateError(f"window of stream {request.stream_id} given to stream {self.id}")
-            if window.index != self._next_output:
-                raise StreamStateError(f"expected output of chunk {self._next_output}, got chunk {window.index}")
-            if output.log_probs.ndim != 2 or output.log_probs.shape[1] != len(self.engine.info.vocab):
-                raise ValueError(
-                    f"log-probs have shape {output.log_probs.shape}, expected (frames, {len(self.engine.info.vocab)})"
-                )
-            if output.new_features is not None:
-                self._features.append(request.new_frame_start, output.new_features)
-            kept = output.kept(window)  # (chunk frames, vocab)
-            if self._plan.memory:
-                self._remember(output, window)
+            stitched = self._windows.accept_output(request, output)
             if self._recorded is not None:
-                self._recorded.append(kept)
-            self._next_output += 1
-            self._in_flight -= 1
-            self._features.drop_before(self._next_window_start())
-            self._decode(kept)
-            self._lookahead = output.log_probs[window.keep_slice().stop :]  # (right frames, vocab)
+                self._recorded.append(stitched.frames)
+            self._decode(stitched.frames)
+            self._lookahead = stitched.lookahead  # (right frames, vocab)
             if self._endpointer.silence_ahead(self._silent(self._lookahead)):
                 self._close_segment("silence")  # the look-ahead heard the endpoint's silence
         self._end_flush()
@@ -485,12 +396,6 @@ class Recognizer:
         self._maybe_close()
 
     # --------------------------------------------------------------- internals
-    def _append(self, block: np.ndarray) -> None:
-        if block.size == 0:
-            return
-        self._buf = np.concatenate([self._buf, block])
-        self._total_samples += block.size
-
     def _new_decoder_stream(self) -> DecoderStream:
         return self.engine.new_decoder_stream(use_lm=self._use_lm, hotwords=self._hotwords, grammar=self._grammar)
 
@@ -501,78 +406,10 @@ class Recognizer:
                 return
             self.accept_window_outputs(requests, self.engine.run_windows(requests))
 
-    def _remember(self, output: WindowOutput, window: Window) -> None:
-        """Append the chunk frames' keys and values to the attention memory, keep the newest."""
-        if output.keys_values is None:
-            raise ValueError("a window with attention memory came back without its keys and values")
-        new = output.keys_values[:, window.keep_slice()]  # (layers, chunk frames, 2 * hidden)
-        memory = new if self._memory is None else np.concatenate([self._memory, new], axis=1)
-        frames = self._plan.memory_frames
-        self._memory = memory[:, -frames:] if frames else memory[:, :0]
-
-    def _chunk_start(self, index: int) -> int:
-        """First output frame of chunk ``index`` on the current grid; a pending reset's
-        frame at the latest, since the grid restarts there."""
-        start = self._plan.chunk_start(index, self._grid)
-        return start if self._flush_to is None else min(start, self._flush_to)
-
     def _end_flush(self) -> None:
         """Close a reset's segment once every frame before its flush point is decoded."""
-        if self._flush_to is None or self._in_flight or self._chunk_start(self._next_request) < self._flush_to:
-            return
-        self._grid = (self._next_request, self._flush_to)
-        self._flush_to = None
-        self._close_segment("reset")
-
-    def _next_window_start(self) -> int:
-        """First frame any window not yet handed out will need (conv features included)."""
-        grid = self._grid if self._flush_to is None else (self._next_request, self._chunk_start(self._next_request))
-        return self._plan.first_needed_frame(self._next_request, grid=grid)
-
-    def _trim_buffer(self) -> None:
-        keep_from = self._geo.frame_start_sample(self._next_window_start())
-        if keep_from > self._buf_start:
-            cut = min(keep_from - self._buf_start, self._buf.size)
-            self._buf = self._buf[cut:]
-            self._buf_start += cut
-
-    def _samples(self, start: int, end: int) -> np.ndarray:
-        if start < self._buf_start or end > self._buf_start + self._buf.size:
-            raise StreamStateError(
-                f"samples [{start}, {end}) requested, buffer holds "
-                f"[{self._buf_start}, {self._buf_start + self._buf.size})"
-            )
-        return self._buf[start - self._buf_start : end - self._buf_start]
-
-    def _request(self, window: Window) -> WindowRequest:
-        start, end = window.sample_range(self._geo)
-        if window.frame_end == self._total_frames:
-            # The last window takes the tail too (< 1 hop): no frame needs it, but
-            # GroupNorm convs normalise over every sample, as a full forward does.
-            end = self._total_samples
-        mode = self._plan.normalization
-        if mode == "running" and end > self._scaled_upto:
-            # Scale new samples once, with the statistics of the stream up to this
-            # window's end: independent of how the client cut its blocks.
-            seg = slice(self._scaled_upto - self._buf_start, end - self._buf_start)
-            self._stats.update(self._buf[seg])
-            self._buf[seg] = self._stats.scale(self._buf[seg])
-            self._scaled_upto = end
-        if not self._plan.reuse_features:
-            samples = self._samples(start, end).copy()
-            if mode == "window":
-                samples = normalize_utterance(samples)
-            return WindowRequest(self.id, window, samples, window.frame_start)
-        new_start = max(window.frame_start, min(self._features.end, window.frame_end))
-        # With attention memory the positional conv also needs features of up to
-        # pos_context_frames before the window (0 otherwise).
-        feature_start = max(0, window.frame_start - self._plan.pos_context_frames)
-        cached = self._features.take(feature_start, new_start)
-        samples = self._samples(self._geo.frame_start_sample(new_start), end).copy()
-        return WindowRequest(
-            self.id, window, samples, new_start, cached,
-            pos_context=window.frame_start - feature_start, memory=self._memory,
-        )
+        if self._windows.end_flush():
+            self._close_segment("reset")
 
     def _decode(self, log_probs: np.ndarray) -> None:
         """Feed stitched frames to the decoder, cutting segments at endpoints."""
@@ -635,14 +472,7 @@ class Recognizer:
         self._last_partial = None
 
     def _maybe_close(self) -> None:
-        if (
-            self._finished
-            and not self._closed
-            and self._flush_to is None
-            and self._in_flight == 0
-            and self._total_frames is not None
-            and self._chunk_start(self._next_output) >= self._total_frames
-        ):
+        if self._finished and not self._closed and self._windows.done:
             self._close_segment("finish")
             self._closed = True
 
@@ -669,12 +499,3 @@ def _prepare_utterance(samples: np.ndarray, sample_rate: int, model_rate: int) -
     resampler = StreamResampler(sample_rate, model_rate)
     return np.concatenate([resampler.process(audio), resampler.flush()])
 
-
-def _group_by_arrays(arrays: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
-    """Stack arrays of equal first dimension into batches: [(indices, (batch, n, ...))].
-
-    Windows of one length (samples, or frames of conv features) share a forward."""
-    groups: dict[int, list[int]] = {}
-    for i, a in enumerate(arrays):
-        groups.setdefault(a.shape[0], []).append(i)
-    return [(idx, np.stack([arrays[i] for i in idx])) for idx in groups.values()]

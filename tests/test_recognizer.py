@@ -78,8 +78,8 @@ def test_attention_memory_beats_recomputed_context_and_stays_bounded(tiny_layer_
         deltas[left, memory] = float(np.abs(rec.recorded_log_probs() - full).mean())
         if memory:
             layers = engine.model.num_layers
-            assert rec._memory is not None
-            assert rec._memory.shape[:2] == (layers, min(engine.plan.memory_frames, full.shape[0]))
+            assert rec._windows.memory is not None
+            assert rec._windows.memory.shape[:2] == (layers, min(engine.plan.memory_frames, full.shape[0]))
     assert deltas[0.0, True] > deltas[0.4, True] > deltas[2.0, True], deltas
     assert deltas[2.0, True] < deltas[0.4, False], deltas
     # GroupNorm conv features are not local: no feature cache, so no memory either.
