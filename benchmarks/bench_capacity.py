@@ -41,7 +41,8 @@ from batched_streams import DriveResult, drive_streams, speech_audio  # noqa: E4
 from bench_model_dtype import write_random_checkpoint  # noqa: E402
 
 from streaming.decoder import DecoderConfig  # noqa: E402
-from streaming.recognizer import DEFAULT_MODEL_DIR, Engine  # noqa: E402
+from streaming.loading import DEFAULT_MODEL_DIR  # noqa: E402
+from streaming.recognizer import Engine  # noqa: E402
 
 
 def cpu_name() -> str:

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streaming.acoustic_model import load_model  # noqa: E402
+from streaming.loading import load_model  # noqa: E402
 from streaming.wav2vec2 import Wav2Vec2Config, Wav2Vec2CTC, export_hf_state_dict  # noqa: E402
 
 VOCAB = ("<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz", "'")

@@ -10,7 +10,7 @@ Usage::
     texts = [e.text for e in stream.events() if isinstance(e, Final)]
 """
 
-from .acoustic_model import AcousticModel, ModelInfo, load_model
+from .acoustic_model import AcousticModel, ModelInfo
 from .decoder import (
     BeamSearchDecoder,
     DecodedWord,
@@ -33,7 +33,8 @@ from .errors import (
 from .events import Alternative, Event, Final, Partial, Word
 from .grammar import Grammar, compile_grammar
 from .language_model import LanguageModel, LanguageModelConfig, load_language_model
-from .recognizer import DEFAULT_MODEL_DIR, Engine, Recognizer, default_model_path
+from .loading import DEFAULT_MODEL_DIR, default_model_path, load_model
+from .recognizer import Engine, Recognizer
 from .stitching import WindowOutput, WindowRequest
 from .windows import WindowConfig
 

@@ -25,47 +25,31 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .acoustic_model import AcousticModel, ModelInfo, load_model
+from .acoustic_model import AcousticModel, ModelInfo
 from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
 from .batched_forward import run_windows
 from .decoder import DecodedWord, Decoder, DecoderConfig, DecoderStream, build_decoder
 from .endpointing import EndpointConfig, Endpointer
-from .errors import AudioError, ModelLoadError, StreamStateError
+from .errors import AudioError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
 from .grammar import Grammar, compile_grammar
-from .language_model import LanguageModel, build_labels, load_language_model
+from .language_model import LanguageModel, build_labels
+from .loading import default_model_path, load_language_model_for, load_model
 from .normalization import normalize_utterance
 from .plan import StreamPlan, plan_stream
 from .stitching import WindowOutput, WindowRequest
 from .window_scheduler import WindowScheduler
 from .windows import FrameGeometry, WindowConfig, num_frames
 
-__all__ = ["DEFAULT_MODEL_DIR", "Engine", "Recognizer", "default_model_path"]
+__all__ = ["Engine", "Recognizer"]
 
 logger = logging.getLogger(__name__)
-
-# The model shipped in the repository (trained by recipe/); XLSR_STREAM_MODEL overrides it.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "en-small"
-
-
-def default_model_path() -> Path:
-    """The default checkpoint folder: $XLSR_STREAM_MODEL, else models/en-small in the repo."""
-    override = os.environ.get("XLSR_STREAM_MODEL")
-    path = Path(override) if override else DEFAULT_MODEL_DIR
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(
-            f"no default model at {path} (config.json missing); pass --model with a local "
-            "Wav2Vec2ForCTC folder or a Hub id, or rebuild the default with recipe/README.md"
-        )
-    return path
-
 
 class Engine:
     """One acoustic model and decoder (with its LM), shared by every stream.
@@ -136,20 +120,10 @@ class Engine:
         acoustic = load_model(
             default_model_path() if model is None else model, device=device, dtype=dtype, threads=threads
         )
-        config = decoder or DecoderConfig()
-        language_model: LanguageModel | None = None
-        if lm is not False and lm is not True:
-            lm_path = acoustic.info.language_model_dir if lm is None else Path(lm)
-            if lm_path is not None:
-                language_model = load_language_model(lm_path, acoustic.info.vocab)
-        elif lm is True:
-            if acoustic.info.language_model_dir is None:
-                raise ModelLoadError(f"{acoustic.info.name} has no language_model/ folder; pass an LM path")
-            language_model = load_language_model(acoustic.info.language_model_dir, acoustic.info.vocab)
         return cls(
             acoustic,
-            language_model=language_model,
-            decoder_config=config,
+            language_model=load_language_model_for(acoustic.info, lm),
+            decoder_config=decoder or DecoderConfig(),
             window=window,
             endpoint=endpoint,
             normalization=normalization,

@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_models import DEFAULT_VOCAB, write_tiny_checkpoint
 
-from streaming.acoustic_model import AcousticModel, ModelInfo, load_model
+from streaming.acoustic_model import AcousticModel, ModelInfo
 from streaming.errors import AudioError, ModelLoadError, VocabularyError
+from streaming.loading import load_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -191,7 +192,7 @@ def test_missing_preprocessor_config_uses_defaults_with_a_warning(
 ) -> None:
     folder = _copy(checkpoints["layer"], tmp_path)
     (folder / "preprocessor_config.json").unlink()
-    with caplog.at_level(logging.WARNING, logger="streaming.acoustic_model"):
+    with caplog.at_level(logging.WARNING, logger="streaming.loading"):
         info = load_model(folder).info
     assert (info.sample_rate, info.do_normalize) == (16_000, True)
     assert "no preprocessor_config.json" in caplog.text

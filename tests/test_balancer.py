@@ -35,7 +35,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from latency.server_metrics import open_streams
 from streaming.decoder import DecoderConfig
 from streaming.events import Final
-from streaming.recognizer import DEFAULT_MODEL_DIR, Engine
+from streaming.loading import DEFAULT_MODEL_DIR
+from streaming.recognizer import Engine
 
 pytestmark = pytest.mark.timeout(240)
 

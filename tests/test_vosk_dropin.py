@@ -33,7 +33,8 @@ from streaming.audio import StreamResampler
 from streaming.decoder import DecoderConfig
 from streaming.endpointing import EndpointConfig
 from streaming.events import Final
-from streaming.recognizer import DEFAULT_MODEL_DIR, Engine
+from streaming.loading import DEFAULT_MODEL_DIR
+from streaming.recognizer import Engine
 
 pytestmark = pytest.mark.timeout(120)
 
