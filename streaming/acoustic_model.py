@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .arrays import AnyArray, FloatArray
 from .errors import AudioError
 from .wav2vec2 import Wav2Vec2CTC, num_frames
 
@@ -94,7 +95,7 @@ class AcousticModel:
         """Frames ``log_probs`` returns for ``num_samples`` samples (16000 -> 49)."""
         return num_frames(num_samples, self._kernels, self._strides)
 
-    def log_probs(self, waveforms: np.ndarray) -> np.ndarray:
+    def log_probs(self, waveforms: AnyArray) -> FloatArray:
         """(batch, samples) float32 -> (batch, frames, vocab) float32 CTC log-softmax."""
         x = self._waveforms(waveforms)  # (batch, samples)
         frames = self.num_frames(x.shape[1])
@@ -104,7 +105,7 @@ class AcousticModel:
             logits = self._module(x)  # (batch, frames, vocab)
             return self._to_log_probs(logits)
 
-    def conv_features(self, waveforms: np.ndarray) -> np.ndarray:
+    def conv_features(self, waveforms: AnyArray) -> FloatArray:
         """(batch, samples) -> (batch, frames, feature_dim) float32 conv feature encoder output."""
         x = self._waveforms(waveforms)  # (batch, samples)
         frames = self.num_frames(x.shape[1])
@@ -114,7 +115,7 @@ class AcousticModel:
             features = self._module.conv_features(x)  # (batch, frames, feature_dim)
             return features.float().cpu().numpy()
 
-    def log_probs_from_features(self, features: np.ndarray) -> np.ndarray:
+    def log_probs_from_features(self, features: AnyArray) -> FloatArray:
         """(batch, frames, feature_dim) -> (batch, frames, vocab) float32 CTC log-softmax.
 
         ``log_probs_from_features(conv_features(w))`` equals ``log_probs(w)``.
@@ -143,8 +144,8 @@ class AcousticModel:
         return int(self._module.config.num_hidden_layers)
 
     def log_probs_with_memory(
-        self, features: np.ndarray, pos_context: int, memory: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, features: FloatArray, pos_context: int, memory: FloatArray | None
+    ) -> tuple[FloatArray, FloatArray]:
         """A window whose past comes from cached keys and values instead of being recomputed.
 
         ``features``: (batch, pos_context + frames, feature_dim) conv features, the
@@ -163,7 +164,7 @@ class AcousticModel:
             return self._to_log_probs(logits), keys_values.float().cpu().numpy()
 
     # ------------------------------------------------------------------ helpers
-    def _waveforms(self, waveforms: np.ndarray) -> torch.Tensor:
+    def _waveforms(self, waveforms: AnyArray) -> torch.Tensor:
         if not isinstance(waveforms, np.ndarray):
             raise AudioError(f"waveforms must be a numpy array, got {type(waveforms).__name__}")
         if waveforms.ndim != 2:
@@ -183,7 +184,7 @@ class AcousticModel:
                     yield
 
     @staticmethod
-    def _to_log_probs(logits: torch.Tensor) -> np.ndarray:
+    def _to_log_probs(logits: torch.Tensor) -> FloatArray:
         # log-softmax in float32 even under autocast: bf16 log-probs lose ~2 digits.
         log_probs = torch.log_softmax(logits.float(), dim=-1)  # (batch, frames, vocab)
         return log_probs.cpu().numpy()

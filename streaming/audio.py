@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from .arrays import AnyArray, FloatArray
 from .errors import AudioError
 
 __all__ = [
@@ -59,7 +60,7 @@ def validate_sample_rate(sample_rate: object) -> int:
     return rate
 
 
-def as_float32_mono(samples: np.ndarray, *, what: str = "audio") -> np.ndarray:
+def as_float32_mono(samples: AnyArray, *, what: str = "audio") -> FloatArray:
     """Check one block of samples and return it as float32 in [-1, 1].
 
     int16 is scaled by 1/32768; float32/float64 is taken as is.  A (n, 1)
@@ -89,7 +90,7 @@ def as_float32_mono(samples: np.ndarray, *, what: str = "audio") -> np.ndarray:
     raise AudioError(f"{what} must be int16 or float32 samples, got {samples.dtype}")
 
 
-def check_float_amplitude(samples: np.ndarray, *, what: str = "audio") -> None:
+def check_float_amplitude(samples: AnyArray, *, what: str = "audio") -> None:
     """Refuse float audio beyond +-MAX_FLOAT_AMPLITUDE (full scale is 1.0).
 
     Audio a client sends, and audio the running normalisation scales, must be in
@@ -132,12 +133,12 @@ class StreamResampler:
             else soxr.ResampleStream(self.input_rate, self.output_rate, 1, dtype="float32", quality="HQ")
         )
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def process(self, block: FloatArray) -> FloatArray:
         if self._stream is None:
             return block
         return np.asarray(self._stream.resample_chunk(block, last=False), dtype=np.float32)
 
-    def flush(self) -> np.ndarray:
+    def flush(self) -> FloatArray:
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
         return np.asarray(

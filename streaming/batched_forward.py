@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .acoustic_model import AcousticModel
+from .arrays import FloatArray
 from .plan import StreamPlan
 from .stitching import WindowOutput, WindowRequest
 
@@ -28,13 +29,13 @@ def run_windows(model: AcousticModel, plan: StreamPlan, requests: Sequence[Windo
             for i, lp in zip(idx, log_probs):
                 outputs[i] = WindowOutput(lp)
         return [o for o in outputs if o is not None]
-    new_features: list[np.ndarray | None] = [None] * len(requests)
+    new_features: list[FloatArray | None] = [None] * len(requests)
     with_audio = [(i, r) for i, r in enumerate(requests) if r.num_new_frames > 0]
     for idx, batch in _group_by_arrays([r.samples for _, r in with_audio]):
         feats = model.conv_features(batch)  # (batch, new frames, conv_dim)
         for j, f in zip(idx, feats):
             new_features[with_audio[j][0]] = f
-    full: list[np.ndarray] = []
+    full: list[FloatArray] = []
     for req, new in zip(requests, new_features):
         parts = [p for p in (req.cached_features, new) if p is not None and p.shape[0]]
         full.append(np.concatenate(parts, axis=0))  # (pos_context + window frames, conv_dim)
@@ -51,8 +52,8 @@ def run_windows(model: AcousticModel, plan: StreamPlan, requests: Sequence[Windo
 def _run_with_memory(
     model: AcousticModel,
     requests: Sequence[WindowRequest],
-    features: list[np.ndarray],
-    new_features: list[np.ndarray | None],
+    features: list[FloatArray],
+    new_features: list[FloatArray | None],
     outputs: list[WindowOutput | None],
 ) -> None:
     """Windows with attention memory; one forward per group of equal shapes."""
@@ -68,7 +69,7 @@ def _run_with_memory(
             outputs[i] = WindowOutput(log_probs[j], new_features[i], keys_values[j])
 
 
-def _group_by_arrays(arrays: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+def _group_by_arrays(arrays: Sequence[FloatArray]) -> list[tuple[list[int], FloatArray]]:
     """Stack arrays of equal first dimension into batches: [(indices, (batch, n, ...))].
 
     Windows of one length (samples, or frames of conv features) share a forward."""

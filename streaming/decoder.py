@@ -65,6 +65,7 @@ from typing import Any, Protocol
 import numpy as np
 from pyctcdecode.constants import MIN_TOKEN_CLIP_P
 
+from .arrays import AnyArray
 from .errors import StreamStateError, VocabularyError
 from .grammar import BOS, EOS, UNK, Grammar
 from .language_model import LanguageModel, build_labels
@@ -222,12 +223,12 @@ class DecoderStream(Protocol):
 
     frames: int  # frames accepted so far
 
-    def accept(self, log_probs: np.ndarray) -> None: ...  # (frames, vocab) float log-probs
+    def accept(self, log_probs: AnyArray) -> None: ...  # (frames, vocab) float log-probs
 
     def partial(self) -> Hypothesis: ...
 
     # The partial these frames would give, leaving the stream as it was (look-ahead).
-    def peek(self, log_probs: np.ndarray) -> Hypothesis: ...
+    def peek(self, log_probs: AnyArray) -> Hypothesis: ...
 
     def finalize(self) -> Hypothesis: ...
 
@@ -248,7 +249,7 @@ class Decoder(Protocol):
 # --------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------
-def _check_log_probs(log_probs: Any, vocab_size: int) -> np.ndarray:
+def _check_log_probs(log_probs: Any, vocab_size: int) -> AnyArray:
     """Validate shape; returns a C-contiguous float array ``(frames, vocab)``."""
     arr = np.asarray(log_probs)
     if arr.ndim != 2:
@@ -260,7 +261,7 @@ def _check_log_probs(log_probs: Any, vocab_size: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _renormalize(log_probs: np.ndarray) -> np.ndarray:
+def _renormalize(log_probs: AnyArray) -> AnyArray:
     """Row-wise log-softmax, clipped to [log(1e-15), 0], as pyctcdecode prepares its input.
 
     Every operation is per row, so normalising chunk by chunk gives the same bits
@@ -272,7 +273,8 @@ def _renormalize(log_probs: np.ndarray) -> np.ndarray:
     shifted = log_probs - row_max
     with np.errstate(divide="ignore"):
         log_norm = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # (frames, 1)
-    return np.clip(shifted - log_norm, np.log(MIN_TOKEN_CLIP_P), 0)  # (frames, vocab)
+    clipped: AnyArray = np.clip(shifted - log_norm, np.log(MIN_TOKEN_CLIP_P), 0)  # (frames, vocab)
+    return clipped
 
 
 def _log_add(a: float, b: float) -> float:
@@ -308,7 +310,7 @@ class _FrameBest:
     def __init__(self) -> None:
         self._cum = array("d", [0.0])
 
-    def extend(self, log_probs: np.ndarray) -> None:
+    def extend(self, log_probs: AnyArray) -> None:
         best = log_probs.max(axis=1).astype(np.float64)  # (frames,)
         self._cum.extend((np.cumsum(best) + self._cum[-1]).tolist())
 
@@ -346,7 +348,7 @@ class GreedyStream:
         self._last = -1  # previous frame's argmax token id (-1: none yet)
         self._final: Hypothesis | None = None
 
-    def accept(self, log_probs: np.ndarray) -> None:
+    def accept(self, log_probs: AnyArray) -> None:
         if self._final is not None:
             raise StreamStateError("accept() after finalize(): start a new stream")
         chunk = _check_log_probs(log_probs, len(self._labels))
@@ -376,7 +378,7 @@ class GreedyStream:
             self._words.append(DecodedWord(self._part, self._part_start, self._part_end, conf))
         self._part = ""
 
-    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+    def peek(self, log_probs: AnyArray) -> Hypothesis:
         """The partial after these frames; the stream is left as it was."""
         if self._final is not None:
             return self._final
@@ -610,7 +612,9 @@ class BeamSearchStream:
         self._uids = 0
         self._texts: weakref.WeakValueDictionary[tuple[int, str], _Text] = weakref.WeakValueDictionary()
         start_state = None if self._scorer is None else self._scorer.get_start_state()
-        self._root = _Text(None, "", 0, 0, 0.0, 0.0, start_state, 0.0, ())
+        self._root = _Text(
+            parent=None, word="", uid=0, hot_count=0, hot=0.0, raw_lm=0.0, state=start_state, lm_hw=0.0, tail=()
+        )
         self._beams: list[_Beam] = [(self._root, "", None, None, -1, -1, 0.0)]
         self._partial_scores: dict[str, float] = {}
         self._old_partial_scores: dict[str, float] = {}
@@ -639,7 +643,10 @@ class BeamSearchStream:
             state, raw_lm, lm_hw = None, 0.0, 0.0
         tail = (parent.tail + (word,))[-self._history :]
         self._uids += 1
-        node = _Text(parent, word, self._uids, hot_count, hot, raw_lm, state, lm_hw, tail)
+        node = _Text(
+            parent=parent, word=word, uid=self._uids, hot_count=hot_count, hot=hot, raw_lm=raw_lm,
+            state=state, lm_hw=lm_hw, tail=tail,
+        )
         self._texts[key] = node
         return node
 
@@ -666,7 +673,7 @@ class BeamSearchStream:
         return cached
 
     # -- decoding ------------------------------------------------------------------------
-    def accept(self, log_probs: np.ndarray) -> None:
+    def accept(self, log_probs: AnyArray) -> None:
         """Decode a chunk of frames ``(frames, vocab)``; each frame is decoded once."""
         if self._final is not None:
             raise StreamStateError("accept() after finalize(): start a new stream")
@@ -708,7 +715,7 @@ class BeamSearchStream:
                     merged.append(new)
                 else:
                     # pyctcdecode keeps the first beam's place, the last beam's fields
-                    merged[at] = new[:6] + (_log_add(merged[at][6], new[6]),)  # type: ignore[assignment]
+                    merged[at] = new[:6] + (_log_add(merged[at][6], new[6]),)
         self._beams = self._prune(merged)
 
     def _prune(self, beams: list[_Beam]) -> list[_Beam]:
@@ -796,7 +803,7 @@ class BeamSearchStream:
             return self._final
         return self._best_beam(self.stable_words())
 
-    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+    def peek(self, log_probs: AnyArray) -> Hypothesis:
         """The partial after these frames, decoded with the best ``peek_beams`` beams
         only; the stream is left as it was, so the frames can be decoded for good later.
 
@@ -916,7 +923,7 @@ class GrammarStream:
         self._width = config.beam_width
         self.frames = 0
 
-    def accept(self, log_probs: np.ndarray) -> None:
+    def accept(self, log_probs: AnyArray) -> None:
         if self._final is not None:
             raise StreamStateError("accept() after finalize(): start a new stream")
         frames = _search_frames(log_probs, len(self._labels), self._config.token_min_logp, self._best)
@@ -964,7 +971,7 @@ class GrammarStream:
                 merged[key] = new
             else:
                 best = new if new[7] > old[7] else old
-                merged[key] = best[:7] + (_log_add(old[7], new[7]), best[8])  # type: ignore[assignment]
+                merged[key] = best[:7] + (_log_add(old[7], new[7]), best[8])
 
         p_blank, p_space = row[blank], row[space]
         for words, spans, node, part, last, ps, pe, ac, gs in self._beams:
@@ -1035,7 +1042,7 @@ class GrammarStream:
         shown = UNK if node < 0 and part else (self._grammar.word_at[node] or "")
         return self._hypothesis(words, spans, shown)
 
-    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+    def peek(self, log_probs: AnyArray) -> Hypothesis:
         """The partial after these frames, with the best ``peek_beams`` beams; the stream is left as it was."""
         if self._final is not None:
             return self._final

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from .arrays import BoolArray
 
 __all__ = ["EndpointConfig", "Endpointer"]
 
@@ -60,13 +60,14 @@ class Endpointer:
         self.trailing_silence = 0
         self.has_speech = False
 
-    def scan(self, silent: np.ndarray) -> tuple[int, str] | None:
+    def scan(self, silent: BoolArray) -> tuple[int, str] | None:
         """Consume per-frame non-speech flags until an endpoint fires.
 
         Returns ``(n, reason)`` when the endpoint fires after the n-th flag
         (the caller then resets and scans ``silent[n:]``), or None when all
         flags were consumed without one.
 
+        >>> import numpy as np
         >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.06), 0.02)
         >>> ep.scan(np.array([False, True, True, True, False]))
         (4, 'silence')
@@ -88,10 +89,11 @@ class Endpointer:
                 return i + 1, "max-length"
         return None
 
-    def silence_ahead(self, silent: np.ndarray) -> bool:
+    def silence_ahead(self, silent: BoolArray) -> bool:
         """True when these upcoming flags (not scanned) complete rule 2 at once: the
         segment has speech and the next ones are all non-speech up to its limit.
 
+        >>> import numpy as np
         >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.06), 0.02)
         >>> ep.scan(np.array([False, True]))
         >>> ep.silence_ahead(np.array([True, True, False])), ep.silence_ahead(np.array([True, False, True]))

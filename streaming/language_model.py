@@ -329,7 +329,7 @@ def _find_kenlm_file(folder: Path) -> Path:
 
 
 def _load_kenlm(path: Path) -> Any:
-    import kenlm  # type: ignore[import-not-found]
+    import kenlm
 
     try:
         return kenlm.Model(str(path))

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import AnyArray, FloatArray
+
 __all__ = ["NORMALIZATION_MODES", "RunningStats", "normalize_utterance"]
 
 NORMALIZATION_MODES = ("running", "window", "none")
@@ -35,14 +37,15 @@ NORMALIZATION_MODES = ("running", "window", "none")
 _EPS = 1e-7
 
 
-def normalize_utterance(samples: np.ndarray) -> np.ndarray:
+def normalize_utterance(samples: AnyArray) -> FloatArray:
     """Scale to zero mean and unit variance: (x - mean) / sqrt(var + 1e-7).
 
     >>> normalize_utterance(np.array([1.0, 3.0], dtype=np.float32)).tolist()
     [-1.0, 1.0]
     """
     x = samples.astype(np.float32, copy=False)
-    return ((x - x.mean()) / np.sqrt(x.var() + _EPS)).astype(np.float32)
+    scaled: FloatArray = ((x - x.mean()) / np.sqrt(x.var() + _EPS)).astype(np.float32)
+    return scaled
 
 
 class RunningStats:
@@ -53,7 +56,7 @@ class RunningStats:
         self._sum = 0.0
         self._sum_sq = 0.0
 
-    def update(self, samples: np.ndarray) -> None:
+    def update(self, samples: AnyArray) -> None:
         x = samples.astype(np.float64, copy=False)
         self.count += x.size
         self._sum += float(x.sum())
@@ -61,10 +64,11 @@ class RunningStats:
         # against the model's own threads (measured: streaming model time 2x on 2 cores)
         self._sum_sq += float(np.square(x).sum())
 
-    def scale(self, samples: np.ndarray) -> np.ndarray:
+    def scale(self, samples: FloatArray) -> FloatArray:
         """Apply the current statistics; identity before any sample is seen."""
         if self.count == 0:
             return samples.astype(np.float32, copy=True)
         mean = self._sum / self.count
         var = max(self._sum_sq / self.count - mean * mean, 0.0)
-        return ((samples - mean) / np.sqrt(var + _EPS)).astype(np.float32)
+        scaled: FloatArray = ((samples - mean) / np.sqrt(var + _EPS)).astype(np.float32)
+        return scaled

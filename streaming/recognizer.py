@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from .acoustic_model import AcousticModel, ModelInfo
+from .arrays import AnyArray, BoolArray, FloatArray
 from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
 from .batched_forward import run_windows
-from .decoder import DecodedWord, Decoder, DecoderConfig, DecoderStream, build_decoder
+from .decoder import DecodedWord, DecoderConfig, DecoderStream, build_decoder
 from .endpointing import EndpointConfig, Endpointer
 from .errors import AudioError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
@@ -135,11 +136,6 @@ class Engine:
         return None if self.language_model is None else str(self.language_model)
 
     # ---------------------------------------------------------------- decoders
-    @property
-    def decoder(self) -> Decoder:
-        """The decoder every stream's segments come from (holds the LM)."""
-        return self._decoder
-
     def new_decoder_stream(
         self, *, use_lm: bool = True, hotwords: Sequence[str] = (), grammar: Grammar | None = None
     ) -> DecoderStream:
@@ -185,7 +181,7 @@ class Engine:
         return next(self._stream_ids)
 
     # ---------------------------------------------------------------- offline
-    def offline_log_probs(self, samples: np.ndarray, sample_rate: int = 16_000) -> np.ndarray:
+    def offline_log_probs(self, samples: AnyArray, sample_rate: int = 16_000) -> FloatArray:
         """Full-utterance log-probs (frames, vocab): the reference streaming must match."""
         audio = _prepare_utterance(samples, sample_rate, self.info.sample_rate)
         if self.info.do_normalize:
@@ -193,11 +189,12 @@ class Engine:
         if num_frames(audio.shape[0], self.plan.geometry) == 0:
             return np.zeros((0, len(self.info.vocab)), dtype=np.float32)
         with self._model_lock:
-            return self.model.log_probs(audio[None, :])[0]
+            log_probs: FloatArray = self.model.log_probs(audio[None, :])[0]
+            return log_probs
 
     def transcribe_offline(
         self,
-        samples: np.ndarray,
+        samples: AnyArray,
         sample_rate: int = 16_000,
         *,
         use_lm: bool = True,
@@ -268,10 +265,10 @@ class Recognizer:
             silent.add(engine.info.vocab.index(engine.info.word_delimiter))
         self._silent_ids = np.array(sorted(silent))
         # Benchmarks and tests compare stitched frames with a full-utterance forward.
-        self._recorded: list[np.ndarray] | None = [] if record_log_probs else None
+        self._recorded: list[FloatArray] | None = [] if record_log_probs else None
 
     # ----------------------------------------------------------------- input
-    def accept_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> None:
+    def accept_audio(self, samples: AnyArray, sample_rate: int | None = None) -> None:
         """Add a block of mono int16 or float32 samples.
 
         A bad block raises :class:`AudioError` and leaves the stream as it was,
@@ -332,7 +329,7 @@ class Recognizer:
     def decoded_seconds(self) -> float:
         return self._decoded_frames * self._geo.frame_seconds
 
-    def recorded_log_probs(self) -> np.ndarray:
+    def recorded_log_probs(self) -> FloatArray:
         """All stitched frames so far, (frames, vocab); needs ``record_log_probs=True``."""
         if self._recorded is None:
             raise StreamStateError("stream was opened without record_log_probs=True")
@@ -385,7 +382,7 @@ class Recognizer:
         if self._windows.end_flush():
             self._close_segment("reset")
 
-    def _decode(self, log_probs: np.ndarray) -> None:
+    def _decode(self, log_probs: FloatArray) -> None:
         """Feed stitched frames to the decoder, cutting segments at endpoints."""
         silent = self._silent(log_probs)
         pos = 0
@@ -398,7 +395,7 @@ class Recognizer:
             if hit is not None:
                 self._close_segment(hit[1])
 
-    def _silent(self, log_probs: np.ndarray) -> np.ndarray:
+    def _silent(self, log_probs: FloatArray) -> BoolArray:
         """Per frame: is the most likely token the blank or the word delimiter?"""
         return np.isin(log_probs.argmax(axis=1), self._silent_ids)
 
@@ -468,7 +465,7 @@ def _words(words: Sequence[DecodedWord], offset_frames: int, frame_seconds: floa
     )
 
 
-def _prepare_utterance(samples: np.ndarray, sample_rate: int, model_rate: int) -> np.ndarray:
+def _prepare_utterance(samples: AnyArray, sample_rate: int, model_rate: int) -> FloatArray:
     audio = as_float32_mono(samples)
     resampler = StreamResampler(sample_rate, model_rate)
     return np.concatenate([resampler.process(audio), resampler.flush()])

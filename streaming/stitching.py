@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arrays import FloatArray
 from .errors import StreamStateError
 from .windows import Window
 
@@ -37,14 +38,14 @@ class WindowRequest:
 
     stream_id: int
     window: Window
-    samples: np.ndarray  # (samples,) float32, already normalized
+    samples: FloatArray  # (samples,) float32, already normalized
     new_frame_start: int
-    cached_features: np.ndarray | None = None  # (frames, conv_dim) float32
+    cached_features: FloatArray | None = None  # (frames, conv_dim) float32
     # Attention memory (``WindowConfig.memory``): the window's first ``pos_context``
     # feature frames only feed the positional convolution, and ``memory`` holds each
     # layer's keys and values for the frames before the window.
     pos_context: int = 0
-    memory: np.ndarray | None = None  # (layers, mem frames, 2 * hidden) float32
+    memory: FloatArray | None = None  # (layers, mem frames, 2 * hidden) float32
 
     @property
     def num_new_frames(self) -> int:
@@ -55,11 +56,11 @@ class WindowRequest:
 class WindowOutput:
     """What the model made of a :class:`WindowRequest`."""
 
-    log_probs: np.ndarray  # (window frames, vocab) float32 log-softmax
-    new_features: np.ndarray | None = None  # (new frames, conv_dim) when reusing features
-    keys_values: np.ndarray | None = None  # (layers, window frames, 2 * hidden) with attention memory
+    log_probs: FloatArray  # (window frames, vocab) float32 log-softmax
+    new_features: FloatArray | None = None  # (new frames, conv_dim) when reusing features
+    keys_values: FloatArray | None = None  # (layers, window frames, 2 * hidden) with attention memory
 
-    def kept(self, window: Window) -> np.ndarray:
+    def kept(self, window: Window) -> FloatArray:
         """The chunk's frames: (keep_end - keep_start, vocab)."""
         if self.log_probs.shape[0] != window.num_frames:
             raise ValueError(
@@ -73,13 +74,13 @@ class FeatureCache:
     """Conv features of frames ``[start, start + len(features))`` of one stream."""
 
     start: int = 0
-    features: np.ndarray | None = field(default=None)  # (frames, conv_dim)
+    features: FloatArray | None = field(default=None)  # (frames, conv_dim)
 
     @property
     def end(self) -> int:
         return self.start + (0 if self.features is None else self.features.shape[0])
 
-    def take(self, frame_start: int, frame_end: int) -> np.ndarray | None:
+    def take(self, frame_start: int, frame_end: int) -> FloatArray | None:
         """Cached features for ``[frame_start, min(frame_end, self.end))``, or None if empty."""
         if self.features is None or frame_start >= self.end:
             return None
@@ -89,7 +90,7 @@ class FeatureCache:
             )
         return self.features[frame_start - self.start : min(frame_end, self.end) - self.start]
 
-    def append(self, first_frame: int, features: np.ndarray) -> None:
+    def append(self, first_frame: int, features: FloatArray) -> None:
         if first_frame != self.end and self.features is not None:
             raise StreamStateError(f"features for frame {first_frame} appended at cache end {self.end}")
         if self.features is None:

@@ -382,7 +382,8 @@ class _FeatureProjection(nn.Module):
         self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.projection(self.layer_norm(features))  # (batch, frames, hidden)
+        out: Tensor = self.projection(self.layer_norm(features))  # (batch, frames, hidden)
+        return out
 
 
 class _PositionalConv(nn.Module):
@@ -443,7 +444,8 @@ class _SelfAttention(nn.Module):
         # Default scale 1/sqrt(head_dim) is the one wav2vec2 uses; no mask (unpadded batch).
         y = F.scaled_dot_product_attention(q, k, v)  # (batch, heads, frames, head_dim)
         y = y.transpose(1, 2).reshape(batch, frames, hidden)  # (batch, frames, hidden)
-        return self.out_proj(y)  # (batch, frames, hidden)
+        out: Tensor = self.out_proj(y)  # (batch, frames, hidden)
+        return out
 
 
 class _FeedForward(nn.Module):
@@ -455,7 +457,8 @@ class _FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.activation(self.intermediate_dense(x))  # (batch, frames, intermediate)
-        return self.output_dense(y)  # (batch, frames, hidden)
+        out: Tensor = self.output_dense(y)  # (batch, frames, hidden)
+        return out
 
 
 class _EncoderLayer(nn.Module):
@@ -478,12 +481,15 @@ class _EncoderLayer(nn.Module):
             if keys_values is not None:
                 keys_values.append(kv)
             y = self.attention(attn_in, kv if memory is None else torch.cat([memory, kv], dim=1))
+        out: Tensor
         if self.pre_norm:
             x = x + y  # (batch, frames, hidden)
-            return x + self.feed_forward(self.final_layer_norm(x))  # (batch, frames, hidden)
+            out = x + self.feed_forward(self.final_layer_norm(x))  # (batch, frames, hidden)
+            return out
         # base models: normalise after each residual add
         x = self.layer_norm(x + y)  # (batch, frames, hidden)
-        return self.final_layer_norm(x + self.feed_forward(x))  # (batch, frames, hidden)
+        out = self.final_layer_norm(x + self.feed_forward(x))  # (batch, frames, hidden)
+        return out
 
 
 class _Encoder(nn.Module):
@@ -548,13 +554,15 @@ class Wav2Vec2CTC(nn.Module):
 
     def conv_features(self, waveforms: Tensor) -> Tensor:
         """(batch, samples) -> (batch, frames, conv_dim[-1]); needs samples >= receptive field."""
-        return self.feature_extractor(waveforms)  # (batch, frames, conv_dim)
+        out: Tensor = self.feature_extractor(waveforms)  # (batch, frames, conv_dim)
+        return out
 
     def logits_from_features(self, features: Tensor) -> Tensor:
         """(batch, frames, conv_dim[-1]) conv features -> (batch, frames, vocab) CTC logits."""
         x = self.feature_projection(features)  # (batch, frames, hidden)
         x = self.encoder(x)  # (batch, frames, hidden)
-        return self.lm_head(x)  # (batch, frames, vocab)
+        out: Tensor = self.lm_head(x)  # (batch, frames, vocab)
+        return out
 
     def logits_with_memory(
         self, features: Tensor, pos_context: int, memory: Tensor | None

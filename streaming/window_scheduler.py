@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import FloatArray
 from .errors import StreamStateError
 from .normalization import RunningStats, normalize_utterance
 from .plan import StreamPlan
@@ -28,8 +29,8 @@ __all__ = ["StitchedFrames", "WindowScheduler"]
 class StitchedFrames:
     """One window's contribution to the stream's frame sequence."""
 
-    frames: np.ndarray  # (chunk frames, vocab) log-probs, final: the stream's next frames
-    lookahead: np.ndarray  # (right frames, vocab) log-probs of the look-ahead, provisional
+    frames: FloatArray  # (chunk frames, vocab) log-probs, final: the stream's next frames
+    lookahead: FloatArray  # (right frames, vocab) log-probs of the look-ahead, provisional
 
 
 class WindowScheduler:
@@ -55,10 +56,10 @@ class WindowScheduler:
         self._in_flight = 0
         self._features = FeatureCache()
         # Attention memory: each layer's keys and values for the last memory_frames frames.
-        self._memory: np.ndarray | None = None  # (layers, frames, 2 * hidden)
+        self._memory: FloatArray | None = None  # (layers, frames, 2 * hidden)
 
     # ----------------------------------------------------------------- input
-    def accept(self, samples: np.ndarray) -> None:
+    def accept(self, samples: FloatArray) -> None:
         """Append float32 samples at the model's rate."""
         if samples.size == 0:
             return
@@ -85,7 +86,7 @@ class WindowScheduler:
         return True
 
     @property
-    def memory(self) -> np.ndarray | None:
+    def memory(self) -> FloatArray | None:
         """The attention memory: (layers, frames, 2 * hidden), None before the first output."""
         return self._memory
 
@@ -176,7 +177,7 @@ class WindowScheduler:
             self._buf = self._buf[cut:]
             self._buf_start += cut
 
-    def _samples(self, start: int, end: int) -> np.ndarray:
+    def _samples(self, start: int, end: int) -> FloatArray:
         if start < self._buf_start or end > self._buf_start + self._buf.size:
             raise StreamStateError(
                 f"samples [{start}, {end}) requested, buffer holds "
