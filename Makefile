@@ -15,6 +15,7 @@ test: setup
 lint: setup
 	.venv/bin/ruff check streaming server client scoring demos cli latency benchmarks language_model tests
 	.venv/bin/mypy streaming client scoring demos cli latency
+	.venv/bin/mypy --strict streaming server
 
 bench: setup
 	.venv/bin/python benchmarks/bench_streaming_vs_offline.py

@@ -17,6 +17,7 @@ import logging
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
+
+from streaming.recognizer import Engine
+from streaming.stitching import WindowRequest
 
 from .config import ServerConfig
 from .errors import ErrorCode, ErrorReport, SessionError, error_report
@@ -105,7 +109,7 @@ class SpeechServer:
     """
 
     def __init__(
-        self, engine: Any, config: ServerConfig | None = None, *, ssl_context: ssl.SSLContext | None = None
+        self, engine: Engine, config: ServerConfig | None = None, *, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         self.engine = engine
         self.config = config = config or ServerConfig()
@@ -116,11 +120,11 @@ class SpeechServer:
         self.info = ServerInfo(
             server_version=server_version(),
             model=_display_name(str(info.name)),
-            language=getattr(info, "language", None) or _card_language(str(info.name)),
+            language=_card_language(str(info.name)),
             vocab_size=len(info.vocab),
             sample_rate=int(info.sample_rate),
             frame_rate=float(info.sample_rate) / float(info.hop_samples),
-            lm=getattr(engine, "lm_description", None),
+            lm=engine.lm_description,
             max_message_bytes=config.max_message_bytes,
             idle_timeout_s=config.idle_timeout_s,
             max_session_s=config.max_session_s,
@@ -309,7 +313,7 @@ class SpeechServer:
         finally:
             self._admitted.discard(connection)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -346,7 +350,7 @@ class SpeechServer:
             if not self._sessions:
                 self._no_sessions.set()
 
-    def new_driver(self, options: StreamOptions, on_events: Any) -> StreamDriver:
+    def new_driver(self, options: StreamOptions, on_events: Callable[[list[TimedEvent]], None]) -> StreamDriver:
         return StreamDriver(
             self.engine,
             options,
@@ -358,13 +362,13 @@ class SpeechServer:
         )
 
 
-def _window_seconds(engine: Any) -> Any:
+def _window_seconds(engine: Engine) -> Callable[[WindowRequest], float]:
     """Seconds of stream one window moves the decoder forward: its chunk."""
     chunk_s = engine.plan.chunk_seconds
     return lambda _request: chunk_s
 
 
-def _select_subprotocol(connection: ServerConnection, offered: Any) -> Subprotocol | None:
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
     return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
 
 

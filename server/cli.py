@@ -14,8 +14,12 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .config import ServerConfig
+
+if TYPE_CHECKING:
+    from streaming.recognizer import Engine
 
 __all__ = ["build_parser", "main"]
 
@@ -255,7 +259,7 @@ def ssl_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 async def serve_until_signal(
-    engine: object, config: ServerConfig, ssl_context: ssl.SSLContext | None
+    engine: Engine, config: ServerConfig, ssl_context: ssl.SSLContext | None
 ) -> None:
     from .app import SpeechServer
 

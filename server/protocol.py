@@ -18,6 +18,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from streaming.arrays import AnyArray
 from streaming.audio import as_float32_mono, check_float_amplitude, validate_sample_rate
 from streaming.errors import AudioError
 from streaming.events import Event, Word
@@ -72,7 +73,7 @@ class Configure:
 class AudioIn:
     """One block of samples, already decoded from bytes (int16 or float32, mono)."""
 
-    samples: np.ndarray  # (samples,) int16 or float32
+    samples: AnyArray  # (samples,) int16 or float32
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def decode_pcm(frame: bytes, encoding: str) -> np.ndarray:
+def decode_pcm(frame: bytes, encoding: str) -> AnyArray:
     """Little-endian PCM bytes -> samples, or SessionError(bad_audio).
 
     >>> decode_pcm(b"\\x00\\x40\\x00\\x80", "int16")

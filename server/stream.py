@@ -24,9 +24,10 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-import numpy as np
-
+from streaming.arrays import AnyArray
 from streaming.events import Event, Final, Partial
+from streaming.recognizer import Engine, Recognizer
+from streaming.stitching import WindowOutput, WindowRequest
 
 from .metrics import ServerMetrics
 from .protocol import StreamOptions, TimedEvent, Timing
@@ -42,7 +43,7 @@ _ARRIVAL_HISTORY_S = 60.0  # arrival times older than this behind the decoder ar
 class StreamDriver:
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         options: StreamOptions,
         *,
         worker: BatchingWorker,
@@ -58,12 +59,12 @@ class StreamDriver:
         self._metrics = metrics
         self._on_events = on_events
         self._max_backlog_s = max_backlog_s
-        self._rec: Any = None
-        self._pending: deque[np.ndarray] = deque()  # received blocks not yet given to the recognizer
+        self._rec: Recognizer | None = None
+        self._pending: deque[AnyArray] = deque()  # received blocks not yet given to the recognizer
         self._pumping = False
         self._one_at_a_time = engine.plan.one_window_in_flight
         self._lock = asyncio.Lock()
-        self._outputs: asyncio.Queue[tuple[list[Any], list[Any]]] = asyncio.Queue()
+        self._outputs: asyncio.Queue[tuple[list[WindowRequest], list[WindowOutput]]] = asyncio.Queue()
         self._decode_task: asyncio.Task[None] | None = None
         self._in_flight = 0  # windows submitted, not yet decoded
         self._changed = asyncio.Condition()
@@ -95,7 +96,7 @@ class StreamDriver:
                 grammar=options.grammar,
             )
         )
-        self.lm_active = bool(options.use_lm and getattr(self._engine, "lm_description", None))
+        self.lm_active = bool(options.use_lm and self._engine.lm_description)
         self._decode_task = asyncio.get_running_loop().create_task(self._decode_loop())
 
     @property
@@ -117,7 +118,7 @@ class StreamDriver:
 
     # ---- commands ----
 
-    async def feed(self, samples: np.ndarray) -> None:
+    async def feed(self, samples: AnyArray) -> None:
         self._raise_failure()
         now = time.monotonic()
         self.audio_seconds += len(samples) / self.options.sample_rate
@@ -156,11 +157,11 @@ class StreamDriver:
         self._finish_time = time.monotonic()
         await self._flush(lambda rec: rec.finish())
 
-    async def _flush(self, action: Callable[[Any], None]) -> None:
+    async def _flush(self, action: Callable[[Recognizer], None]) -> None:
         """Decode what is in flight, run ``action``, then decode what it released."""
         await self.wait_idle()
 
-        def run(rec: Any) -> tuple[list[Any], list[Event]]:
+        def run(rec: Recognizer) -> tuple[list[WindowRequest], list[Event]]:
             action(rec)
             return list(rec.take_windows()), list(rec.events())
 
@@ -193,7 +194,7 @@ class StreamDriver:
 
     # ---- worker callbacks ----
 
-    def deliver(self, requests: list[Any], outputs: list[Any]) -> None:
+    def deliver(self, requests: list[WindowRequest], outputs: list[WindowOutput]) -> None:
         if not self._closed:
             self._outputs.put_nowait((requests, outputs))
 
@@ -207,11 +208,11 @@ class StreamDriver:
     # ---- internals ----
 
     @staticmethod
-    def _accept_audio(rec: Any, samples: np.ndarray) -> list[Any]:
+    def _accept_audio(rec: Recognizer, samples: AnyArray) -> list[WindowRequest]:
         rec.accept_audio(samples)
         return list(rec.take_windows())
 
-    def _submit(self, requests: list[Any]) -> None:
+    def _submit(self, requests: list[WindowRequest]) -> None:
         if requests:
             self._in_flight += len(requests)
             self._worker.submit(self, requests)
@@ -242,7 +243,9 @@ class StreamDriver:
                 return
             await self._notify()
 
-    def _decode(self, rec: Any, requests: list[Any], outputs: list[Any]) -> tuple[list[Event], list[Any]]:
+    def _decode(
+        self, rec: Recognizer, requests: list[WindowRequest], outputs: list[WindowOutput]
+    ) -> tuple[list[Event], list[WindowRequest]]:
         """Stitch + decode (runs in a decode thread), and take the windows this
         released: with feature reuse a stream has one window in flight at a time."""
         rec.accept_window_outputs(requests, outputs)
@@ -301,7 +304,7 @@ class StreamDriver:
         async with self._lock:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _call_rec(self, fn: Callable[[Any], T]) -> T:
+    async def _call_rec(self, fn: Callable[[Recognizer], T]) -> T:
         async with self._lock:
             rec = self._rec
             if rec is None:

@@ -17,7 +17,9 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Protocol
+
+from streaming.stitching import WindowOutput, WindowRequest
 
 from .metrics import ServerMetrics
 
@@ -32,13 +34,13 @@ class WindowSink(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def deliver(self, requests: list[Any], outputs: list[Any]) -> None: ...
+    def deliver(self, requests: list[WindowRequest], outputs: list[WindowOutput]) -> None: ...
 
     def fail(self, exc: BaseException) -> None: ...
 
 
 class _Engine(Protocol):
-    def run_windows(self, requests: Sequence[Any]) -> list[Any]: ...
+    def run_windows(self, requests: Sequence[WindowRequest]) -> list[WindowOutput]: ...
 
 
 class BatchingWorker:
@@ -49,14 +51,14 @@ class BatchingWorker:
         max_batch_size: int,
         max_wait_s: float,
         metrics: ServerMetrics,
-        window_seconds: Callable[[Any], float] | None = None,
+        window_seconds: Callable[[WindowRequest], float] | None = None,
     ) -> None:
         self._engine = engine
         self._max_batch = max_batch_size
         self._max_wait = max_wait_s
         self._metrics = metrics
         self._window_seconds = window_seconds  # seconds of stream a window advances, for RTF
-        self._queue: asyncio.Queue[tuple[WindowSink, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[WindowSink, WindowRequest]] = asyncio.Queue()
         # One thread: forwards run one at a time and torch uses the cores inside each.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._task: asyncio.Task[None] | None = None
@@ -85,7 +87,7 @@ class BatchingWorker:
                 pass
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, stream: WindowSink, requests: Sequence[Any]) -> None:
+    def submit(self, stream: WindowSink, requests: Sequence[WindowRequest]) -> None:
         if self._death is not None:
             stream.fail(self._death)
             return
@@ -94,7 +96,7 @@ class BatchingWorker:
             self._queue.put_nowait((stream, request))
         self._metrics.queue_depth.set(self._queue.qsize())
 
-    async def _collect(self) -> list[tuple[WindowSink, Any]]:
+    async def _collect(self) -> list[tuple[WindowSink, WindowRequest]]:
         loop = asyncio.get_running_loop()
         batch = [await self._queue.get()]
         deadline = loop.time() + self._max_wait
@@ -138,7 +140,7 @@ class BatchingWorker:
             for stream in {id(s): s for s in streams}.values():
                 stream.fail(self._death)
 
-    async def _forward(self, batch: list[tuple[WindowSink, Any]]) -> None:
+    async def _forward(self, batch: list[tuple[WindowSink, WindowRequest]]) -> None:
         loop = asyncio.get_running_loop()
         self._metrics.queue_depth.set(self._queue.qsize())
         if not batch:
@@ -156,7 +158,7 @@ class BatchingWorker:
             audio = sum(self._window_seconds(r) for r in requests)
             if audio > 0:
                 self._metrics.rtf.observe(elapsed / audio)
-        per_stream: dict[int, tuple[WindowSink, list[Any], list[Any]]] = {}
+        per_stream: dict[int, tuple[WindowSink, list[WindowRequest], list[WindowOutput]]] = {}
         for (stream, request), output in zip(batch, outputs, strict=True):
             entry = per_stream.setdefault(id(stream), (stream, [], []))
             entry[1].append(request)
