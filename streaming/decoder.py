@@ -136,8 +136,7 @@ class DecoderConfig:
 
     # Beams kept per frame; pyctcdecode / Wav2Vec2ProcessorWithLM default. Fewer is faster,
     # but peaked wav2vec2 outputs rarely keep more than a few dozen beams after pruning.
-    # The small shipped model is less peaked: at step 14501, 50 cost it 1.7 WER points, 200 gained 1.2
-    # for a third more compute per stream (README, command line options).
+    # The small shipped model is less peaked, so narrower beams cost it WER (docs/MEASUREMENTS.md).
     beam_width: int = 100
     # Drop beams this much (natural log) below the best one; pyctcdecode default -10.
     beam_prune_logp: float = -10.0

@@ -112,7 +112,7 @@ def seconds_to_frames(seconds: float, geometry: FrameGeometry = FrameGeometry(),
 # grows with its length, so it stays short.
 RECOMPUTED_LEFT_CONTEXT_S = 0.6
 # Left context kept as attention memory: 6 s cost no more than 0.6 s recomputed
-# (measured: see WindowConfig); longer gains nothing.
+# (docs/MEASUREMENTS.md); longer gains nothing.
 MEMORY_LEFT_CONTEXT_S = 6.0
 
 
@@ -129,39 +129,11 @@ def default_left_context_s(memory: bool) -> float:
 class WindowConfig:
     """Chunk size and context, in seconds (each a multiple of the 20 ms frame).
 
-    Measured on the default model (step 14501; 5.7M parameters), 1 thread, with
-    ``benchmarks/bench_streaming_vs_offline.py`` on the 300 held-out synthetic
-    utterances (endpointing off, training running beside it): model compute
-    relative to one offline forward, frame agreement with the offline
-    log-probs, and WER with the LM (beam 100, alpha 0.6, beta 1.5) against
-    offline's 47.94 % (an ``m`` marks attention memory); partial word delay
-    p50/p90 from ``xlsr-stream latency`` (one stream, 46 s of held-out synthetic
-    speech, 94 words, partials showing the look-ahead; step 12760):
-
-    ==========================  =======  ========  ============  ===========
-    chunk / left / right (s)    compute  argmax =  LM WER        word delay
-    ==========================  =======  ========  ============  ===========
-    1.0 / 0.6 / 0.4             1.57x    95.5 %    49.02 +1.08
-    1.0 / 6.0 / 0.4 m default   1.33x    97.2 %    48.33 +0.39   0.91/1.44 s
-    1.6 / 6.0 / 0.8 m           1.32x    98.4 %    47.68 -0.26
-    2.0 / 6.0 / 0.6 m           1.28x    98.4 %    47.77 -0.17
-    2.0 / 6.0 / 1.0 m           1.27x    98.9 %    47.62 -0.32   1.85/2.86 s
-    ==========================  =======  ========  ============  ===========
-
-    The gap is the look-ahead: offline, every frame hears the whole future.
-    Since the model trains on half its batches in this streaming shape, with
-    the engine's running normalisation (from step 12400), 0.4 s of it comes
-    within 0.4 points, and 0.6-1.0 s do better than offline.  At step 21241
-    (offline 42.98 %) the default is at 42.67 (-0.31) and 2.0/6.0/1.0 m at
-    42.53 (-0.45), compute 1.55x and 1.31x.  At step 10458,
-    before that, the default was 1.20 points behind and 2.0/1.0 0.14.  Longer
-    chunks make each window's look-ahead cheaper, but a word waits for its
-    chunk to end: twice the partial delay, and the first partial comes after
-    3 s.  For live captions the default keeps 1 s chunks; for transcripts use
-    ``--chunk-s 2.0 --right-context-s 1.0``.  Recomputed left context (no
-    memory) costs roughly 0.56 + 0.44 * (left + chunk + right) / chunk of
-    offline, so it stays short; attention memory gives each chunk 6 s of past
-    for the compute of 0.6 s (20 s gain nothing more).
+    The defaults keep live captions quick (1 s chunks, 0.4 s look-ahead) and give
+    each chunk 6 s of past as attention memory, which costs about what 0.6 s of
+    recomputed context does; longer chunks and look-ahead suit transcripts
+    (``--chunk-s 2.0 --right-context-s 1.0``).  The figures behind this, with the
+    command that measured them, are in docs/MEASUREMENTS.md.
     """
 
     # Output frames per window. Partials can't come faster than this, and every
@@ -169,7 +141,7 @@ class WindowConfig:
     chunk_s: float = 1.0
     # Past audio the model sees. Attention is global, so frames that see less of
     # the past than a full forward does drift from it. With attention memory 6 s
-    # cost no more than 0.6 s recomputed (see the table); longer gains nothing.
+    # cost no more than 0.6 s recomputed (docs/MEASUREMENTS.md); longer gains nothing.
     left_context_s: float = MEMORY_LEFT_CONTEXT_S
     # Future audio the model sees before a frame is committed. Adds directly to
     # latency; CTC models need ~0.2-0.4 s of look-ahead to place a character.
