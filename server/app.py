@@ -16,7 +16,6 @@ import importlib.metadata
 import logging
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +35,7 @@ from streaming.stitching import WindowRequest
 from .config import ServerConfig
 from .errors import ErrorCode, ErrorReport, SessionError, error_report
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from .native import NativeProtocol, ServerInfo
+from .native import NativeProtocol, PendingResults, ServerInfo
 from .page import StaticSite
 from .protocol import AudioIn, Command, Configure, Finish, Reset, StreamOptions, TimedEvent, dumps
 from .stream import StreamDriver
@@ -687,36 +686,34 @@ class _VoskSession(_Session):
 
 
 class _Outbox:
-    """Native results waiting for the sender: every final, and only the newest partial.
+    """Native results waiting for the sender, kept by :class:`PendingResults`'s rule
+    (every final, only the newest partial).
 
-    A partial is stale once anything is queued behind it, so it is dropped then.
     While a send is blocked the queue holds the finals made meanwhile and at most
     one partial, and a send blocks for at most ``send_timeout_s``.
     """
 
     def __init__(self) -> None:
-        self._items: deque[tuple[str, bool]] = deque()  # (message, is a partial)
+        self._items = PendingResults()
         self._queued = asyncio.Event()
         self._idle = asyncio.Event()  # nothing queued and nothing being sent, or failed
         self._idle.set()
         self._sending = False
         self._failure: BaseException | None = None
 
-    def put(self, message: str, *, partial: bool) -> None:
+    def put(self, timed: TimedEvent) -> None:
         if self._failure is not None:
             return
-        if self._items and self._items[-1][1]:
-            self._items.pop()
-        self._items.append((message, partial))
+        self._items.put(timed)
         self._queued.set()
         self._idle.clear()
 
-    async def get(self) -> str:
+    async def get(self) -> TimedEvent:
         while not self._items:
             self._queued.clear()
             await self._queued.wait()
         self._sending = True
-        return self._items.popleft()[0]
+        return self._items.take()
 
     def task_done(self) -> None:
         self._sending = False
@@ -789,16 +786,17 @@ class _NativeSession(_Session):
         await self.close(CloseCode.GOING_AWAY, "shutting_down: server is shutting down")
 
     def on_events(self, events: list[TimedEvent]) -> None:
-        for message in self.proto.event_messages(events):
-            self._outbox.put(message, partial=message.startswith('{"type":"partial"'))
+        for timed in events:
+            if self.proto.wants(timed):
+                self._outbox.put(timed)
 
     async def _send_loop(self) -> None:
         """Sends results as they come; any failure ends the session, never just the sender."""
         try:
             while True:
-                message = await self._outbox.get()
+                timed = await self._outbox.get()
                 try:
-                    await self.send(message)
+                    await self.send(self.proto.message(timed))
                 finally:
                     self._outbox.task_done()
         except Exception as exc:

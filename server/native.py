@@ -9,6 +9,7 @@ binary audio, ``reset``, ``finish``.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from .protocol import (
     word_json,
 )
 
-__all__ = ["PROTOCOL_NAME", "PROTOCOL_VERSION", "NativeProtocol", "ServerInfo"]
+__all__ = ["PROTOCOL_NAME", "PROTOCOL_VERSION", "NativeProtocol", "PendingResults", "ServerInfo"]
 
 PROTOCOL_NAME = "xlsr-stream"
 PROTOCOL_VERSION = 1
@@ -176,22 +177,22 @@ class NativeProtocol:
             }
         )
 
+    def wants(self, timed: TimedEvent) -> bool:
+        """Whether this session sends the event at all: finals always, partials unless turned off."""
+        assert self.options is not None
+        return self.options.partials or not isinstance(timed.event, Partial)
+
+    def message(self, timed: TimedEvent) -> str:
+        """One result as its message."""
+        return self._partial(timed) if isinstance(timed.event, Partial) else self._final(timed)
+
     def event_messages(self, events: list[TimedEvent]) -> list[str]:
         """Finals always; of a run of partials only the newest is worth sending."""
-        assert self.options is not None
-        out: list[str] = []
-        pending_partial: TimedEvent | None = None
+        pending = PendingResults()
         for timed in events:
-            if isinstance(timed.event, Partial):
-                pending_partial = timed
-                continue
-            if pending_partial is not None and pending_partial.event.segment > timed.event.segment:
-                out.append(self._partial(pending_partial))  # cannot happen in order, kept for safety
-            pending_partial = None
-            out.append(self._final(timed))
-        if pending_partial is not None and self.options.partials:
-            out.append(self._partial(pending_partial))
-        return out
+            if self.wants(timed):
+                pending.put(timed)
+        return [self.message(timed) for timed in pending.take_all()]
 
     def _partial(self, timed: TimedEvent) -> str:
         event = timed.event
@@ -232,6 +233,38 @@ class NativeProtocol:
     @staticmethod
     def error(report: ErrorReport) -> str:
         return dumps({"type": "error", "code": report.code.text, "message": report.message})
+
+
+class PendingResults:
+    """Results not yet sent: every final, and only the newest partial.
+
+    A partial is stale once anything is queued behind it (a newer partial, or the
+    final that ends its segment), so it is dropped then: a slow client gets every
+    final and the latest partial, never a backlog.  The one place this is decided,
+    on typed events; the session's outbox queues its results here.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[TimedEvent] = deque()
+
+    def put(self, timed: TimedEvent) -> None:
+        if self._items and isinstance(self._items[-1].event, Partial):
+            self._items.pop()
+        self._items.append(timed)
+
+    def take(self) -> TimedEvent:
+        """The oldest result; IndexError when there is none."""
+        return self._items.popleft()
+
+    def take_all(self) -> list[TimedEvent]:
+        items, self._items = list(self._items), deque()
+        return items
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _timing(timing: Timing) -> dict[str, float]:

@@ -522,17 +522,19 @@ def test_int16_scale_float_audio_is_refused_with_finals_kept(
 def test_native_outbox_keeps_every_final_and_only_the_newest_partial() -> None:
     """While a send is blocked the outbox cannot grow with stale partials (issue 14)."""
     from server.app import _Outbox
+    from server.protocol import TimedEvent
+    from streaming.events import Final, Partial
 
     async def scenario() -> tuple[list[str], int]:
         box = _Outbox()
         for i in range(1000):
-            box.put(f"partial {i}", partial=True)
+            box.put(TimedEvent(Partial(f"partial {i}", "", i // 100, 0.0, 0.1)))
             if i % 100 == 99:
-                box.put(f"final {i}", partial=False)
+                box.put(TimedEvent(Final(f"final {i}", (), i // 100, 0.0, 0.1, "silence")))
         queued = len(box)
         sent = []
         while len(box):
-            sent.append(await box.get())
+            sent.append((await box.get()).event.text)
             box.task_done()
         await asyncio.wait_for(box.join(), 1)
         box.fail(ConnectionError("gone"))
