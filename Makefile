@@ -13,8 +13,8 @@ test: setup
 	.venv/bin/python -m pytest -q
 
 lint: setup
-	.venv/bin/ruff check streaming server client scoring demos cli latency benchmarks language_model tests
-	.venv/bin/mypy streaming client scoring demos cli latency
+	.venv/bin/ruff check .
+	.venv/bin/mypy streaming client scoring demos cli latency benchmarks language_model
 	.venv/bin/mypy --strict streaming server
 
 bench: setup

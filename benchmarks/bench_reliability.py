@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,7 @@ async def vosk_stream(port: int, blocks: list[bytes], *, pace: float | None, sto
 def fuzz_frames(rng: random.Random, native: bool, speech: list[bytes]) -> list[str | bytes]:
     start = json.dumps({"type": "start", "sample_rate": RATE} if native else {"config": {"sample_rate": RATE}})
     frames: list[str | bytes] = [start] if rng.random() < 0.8 else []
-    choices = [
+    choices: list[Callable[[], str | bytes]] = [
         lambda: rng.choice(speech),
         lambda: rng.choice(speech),
         lambda: os.urandom(rng.choice([1, 3, 7, 33, 1001])),  # odd byte counts
@@ -601,7 +602,7 @@ async def run_sigterm(args: argparse.Namespace, speech: list[bytes]) -> dict[str
     lost = 0
     close_times: list[float] = []
     for kind, group in tasks.items():
-        entries = []
+        entries: list[dict[str, Any]] = []
         for task in group:
             try:
                 r = await asyncio.wait_for(task, 60)

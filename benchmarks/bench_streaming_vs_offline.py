@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from client.audio_files import AudioFile  # noqa: E402
 from scoring import normalize_for_scoring, read_transcripts, word_error_rate  # noqa: E402
 from streaming import DecoderConfig, EndpointConfig, Engine, Final, WindowConfig  # noqa: E402
+from streaming.acoustic_model import AcousticModel  # noqa: E402
 
 SETTINGS = "1.0/0.6/0.4,2.0/1.6/0.4,1.0/6.0/0.4m,1.0/6.0/0.6m"  # chunk/left/right s; m: attention memory
 
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("running", True)] if args.variants == "default" else VARIANTS
     for window in args.settings:
         for norm, reuse in [("running", True)] if window.memory else variants:
-            engine = Engine(timed, language_model=base.language_model, decoder_config=base.decoder_config,
+            # TimedModel stands in for the AcousticModel it wraps (every attribute is the model's).
+            engine = Engine(cast(AcousticModel, timed), language_model=base.language_model,
+                            decoder_config=base.decoder_config,
                             window=window, endpoint=EndpointConfig(enabled=False),
                             normalization=norm, reuse_features=reuse)
             if reuse and not engine.plan.reuse_features:
