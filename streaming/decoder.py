@@ -512,6 +512,9 @@ class _Span:
 
 # A live beam (internal hot-loop tuple; never leaves this module):
 # (text node, partial word, last label or None, spans, part start, part end, logit score)
+# A plain tuple on purpose: _step builds one per beam and candidate token every frame, and a
+# NamedTuple costs 7x to build (240 ns against 32 ns, timeit, Python 3.11); the loops unpack
+# it into named locals instead.
 _Beam = tuple[_Text, str, "str | None", "_Span | None", int, int, float]
 
 
