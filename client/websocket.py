@@ -195,6 +195,11 @@ class VoskStream:
         self.sample_rate = sample_rate
         self.samples_sent = 0
         self.parser = VoskReplyParser()
+        self.eof_sent = False
+        # True once a final came after our end-of-stream: vosk's answer to eof is its last final.
+        # (A mid-stream final still in flight when eof went out counts too; the protocol has no
+        # explicit end message to tell them apart.)
+        self.completed = False
 
     @property
     def audio_seconds(self) -> float:
@@ -205,13 +210,21 @@ class VoskStream:
         self.samples_sent += int(samples.shape[0])
 
     async def send_eof(self) -> None:
+        self.eof_sent = True
         await self.websocket.send(vosk_eof_message())
 
     async def replies(self) -> AsyncIterator[Partial | Final]:
-        """Replies until the server closes; an abnormal close raises ConnectionClosedError."""
+        """Replies until the server closes; an abnormal close raises ConnectionClosedError.
+
+        A clean close before the server answered end-of-stream ends the iteration too: check
+        :attr:`completed` to tell a finished stream from one the server cut short.
+        """
         try:
             async for message in self.websocket:
-                yield self.parser.parse(message, audio_seconds=self.audio_seconds)
+                reply = self.parser.parse(message, audio_seconds=self.audio_seconds)
+                if isinstance(reply, Final) and self.eof_sent:
+                    self.completed = True
+                yield reply
         except ConnectionClosedOK:
             return
 
@@ -259,6 +272,7 @@ class NativeStream:
         self.server_latencies: list[float] = []  # seconds, from each result's timing.latency_ms
         self.hello: dict[str, Any] = {}
         self.started: dict[str, Any] = {}  # the server's answer to start: the options it took
+        self.completed = False  # True once the server's "end" message came (every final was sent)
 
     @property
     def audio_seconds(self) -> float:
@@ -283,6 +297,7 @@ class NativeStream:
                 data = _native_message(message)
                 kind = data.get("type")
                 if kind == "end":
+                    self.completed = True
                     return
                 if kind not in ("partial", "final"):
                     raise ProtocolError(f"expected a partial, final or end message, got type {kind!r}")

@@ -357,14 +357,10 @@ class ServerBackend:
 
     async def run(self, blocks: AsyncIterator[np.ndarray], emit: Emit) -> None:
         async with open_stream(self.url, self.protocol, 16_000, open_timeout=self.open_timeout) as stream:
-            eof_sent = False
-
             async def send() -> None:
-                nonlocal eof_sent
                 async for block in blocks:
                     await stream.send_audio(block)
                 await stream.send_eof()
-                eof_sent = True
 
             async def receive() -> None:
                 async for event in stream.replies():
@@ -377,7 +373,7 @@ class ServerBackend:
                 for task in done:
                     task.result()  # re-raise a failure of either half
                 await receiver
-                if not eof_sent:
+                if not stream.completed:  # closed before answering our eof, or before we sent it
                     raise ConnectionClosedOK(None, None)
             except ConnectionClosedOK:  # a clean close before our eof: a session limit, a shutdown
                 ws = stream.websocket

@@ -136,6 +136,60 @@ def test_native_options_reach_the_server_and_float32_audio_is_recognised(local_m
     assert as_float and as_float == as_int16
 
 
+def _stream_and_report_completed(url: str, protocol: str) -> bool:
+    audio = AudioFile(SPEECH)
+
+    async def run() -> bool:
+        async with open_stream(url, protocol, audio.sample_rate) as s:
+            for block in audio.blocks(0.5):
+                await s.send_audio(block)
+            await s.send_eof()
+            _ = [e async for e in s.replies()]
+            return s.completed
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("protocol", ["vosk", "native"])
+def test_a_stream_the_server_finished_is_completed(local_model: Path, protocol: str) -> None:
+    with running_server(local_model) as url:
+        assert _stream_and_report_completed(url, protocol)
+
+
+def test_a_clean_close_that_does_not_answer_eof_is_not_completed() -> None:
+    """A server that closes with 1000 right after our eof (a session limit, a shutdown) sent no
+    final for the end of the audio: the stream ends without error but is not completed."""
+    import threading
+
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: object) -> None:
+        async for message in ws:  # type: ignore[attr-defined]
+            if message == '{"eof" : 1}':
+                await ws.close(1000, "session limit")  # type: ignore[attr-defined]
+                return
+            if isinstance(message, bytes):
+                await ws.send(json.dumps({"partial": ""}))  # type: ignore[attr-defined]
+
+    ready, box = threading.Event(), {}
+
+    async def server() -> None:
+        box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        async with serve(handler, "127.0.0.1", 0) as srv:  # type: ignore[arg-type]
+            box["port"] = srv.sockets[0].getsockname()[1]
+            ready.set()
+            await box["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(server(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        assert not _stream_and_report_completed(f"ws://127.0.0.1:{box['port']}", "vosk")
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(10)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 4000), st.integers(1, 40), st.integers(0, 160_000))
 def test_send_log_finds_the_block_holding_a_results_last_sample(block: int, blocks: int, end_sample: int) -> None:
