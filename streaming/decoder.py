@@ -71,6 +71,7 @@ from .grammar import BOS, EOS, UNK, Grammar
 from .language_model import LanguageModel, build_labels
 
 __all__ = [
+    "DECODERS",
     "BeamSearchDecoder",
     "BeamSearchStream",
     "DecodedWord",
@@ -85,6 +86,8 @@ __all__ = [
     "build_decoder",
 ]
 
+# Beam search implementations DecoderConfig.decoder selects from.
+DECODERS = ("pyctcdecode", "flashlight")
 _LOG_MIN_P = float(np.log(MIN_TOKEN_CLIP_P))  # -34.54: pyctcdecode's clip floor
 # Entries per generation of the partial-word score cache: big enough to keep the
 # prefixes of common words across chunks, small enough (~1 MB) to bound memory.
@@ -180,8 +183,14 @@ class DecoderConfig:
     # deletions a forced search makes where the model spells a digit badly; 2 recovered a
     # dropped digit, 4 began inserting "oh" into pauses.
     grammar_word_bonus: float = 2.0
+    # Which beam search: "pyctcdecode" (this module, bit-identical to pyctcdecode, hotwords)
+    # or "flashlight" (flashlight-text's C++ search, lexicon-constrained with an LM, no
+    # hotwords; streaming/flashlight_decoder.py).  Figures in docs/DECODERS.md.
+    decoder: str = "pyctcdecode"
 
     def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if isinstance(self.beam_width, bool) or not isinstance(self.beam_width, int):
             raise ValueError(f"beam_width must be an int in [1, 10000], got {self.beam_width!r}")
         if not 1 <= self.beam_width <= 10000:
@@ -1142,4 +1151,8 @@ def build_decoder(vocab: Sequence[str], *, lm: LanguageModel | None, config: Dec
     """The decoder for ``config``: greedy (ignores ``lm``) or beam search."""
     if config.greedy:
         return GreedyDecoder(vocab, config)
+    if config.decoder == "flashlight":
+        from .flashlight_decoder import FlashlightDecoder  # imports this module
+
+        return FlashlightDecoder(vocab, lm=lm, config=config)
     return BeamSearchDecoder(vocab, lm=lm, config=config)

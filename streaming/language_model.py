@@ -204,6 +204,11 @@ class LanguageModel:
         return int(self._scorer.order)
 
     @property
+    def unigrams(self) -> frozenset[str]:
+        """The words the LM scores as known (a lexicon for lexicon-constrained decoders)."""
+        return self._unigrams
+
+    @property
     def num_unigrams(self) -> int:
         return len(self._unigrams)
 
