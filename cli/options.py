@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from streaming import DecoderConfig, EndpointConfig, Engine, WindowConfig
+from streaming.decoder import DECODERS
 from streaming.normalization import NORMALIZATION_MODES
 from streaming.windows import default_left_context_s
 
@@ -36,6 +37,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     dec = parser.add_argument_group("decoding")
     dec.add_argument("--greedy", action="store_true", help="greedy CTC instead of beam search")
+    dec.add_argument("--decoder", choices=DECODERS, default=_DECODER.decoder,
+                     help="beam search: pyctcdecode (Python, pyctcdecode-identical, hotwords) or flashlight "
+                          "(C++ flashlight-text, lexicon-constrained by the LM's unigrams, no hotwords) "
+                          "(default: %(default)s)")
     dec.add_argument("--beam-width", type=int, default=_DECODER.beam_width)
     dec.add_argument("--alpha", type=float, default=None, help="LM weight (default: from the LM's attrs.json)")
     dec.add_argument("--beta", type=float, default=None, help="word insertion bonus (default: from attrs.json)")
@@ -62,6 +67,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
     ep = parser.add_argument_group("endpointing")
     ep.add_argument("--silence-after-speech-s", type=float, default=_ENDPOINT.silence_after_speech_s)
+    ep.add_argument("--silence-after-word-s", type=float, default=_ENDPOINT.silence_after_word_s, metavar="S",
+                    help="end a segment sooner when the best hypothesis ends in a complete (LM) word and "
+                         "this much non-speech follows (Kaldi/vosk rule 2); 0: off (default: %(default)s)")
     ep.add_argument("--max-segment-s", type=float, default=_ENDPOINT.max_segment_s)
     ep.add_argument("--no-endpoints", action="store_true", help="one segment per stream")
 
@@ -83,6 +91,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         hotwords=tuple(args.hotword),
         greedy=args.greedy,
         peek_beams=args.peek_beams,
+        decoder=args.decoder,
     )
     engine = Engine.load(
         args.model,
@@ -94,6 +103,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         window=window_from_args(args),
         endpoint=EndpointConfig(
             silence_after_speech_s=args.silence_after_speech_s,
+            silence_after_word_s=args.silence_after_word_s or None,
             max_segment_s=args.max_segment_s,
             enabled=not args.no_endpoints,
         ),

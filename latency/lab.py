@@ -42,7 +42,7 @@ from .report import LevelResult, Report, format_table, write_plots
 from .runner import ClientConfig, flat_out_rtf, run_level
 from .server_metrics import compute_rtf, scrape, wait_until_idle
 
-__all__ = ["build_parser", "main", "reference_words"]
+__all__ = ["build_parser", "main", "reference_words", "with_trailing_silence"]
 
 logger = logging.getLogger("latency")
 
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     audio = parser.add_argument_group("audio and reference")
     audio.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, metavar="FILE",
                        help="speech to replay (mono wav/flac/ogg, any rate; resampled to 16 kHz)")
+    audio.add_argument("--trailing-silence-s", type=float, default=0.0, metavar="S",
+                       help="room-noise silence appended before eof, so the endpointer can close the last "
+                            "segment by itself: the 'endpoint final' figure (e.g. 2; default: %(default)s)")
     audio.add_argument("--model", default=None,
                        help="model for the offline reference decode; use the server's model "
                        "(unset: the shipped models/en-small)")
@@ -143,6 +146,18 @@ def reference_words(
     engine = Engine.load(model, lm=lm, decoder=decoder)
     final = engine.transcribe_offline(samples, 16_000)
     return list(final.words), engine.info.name
+
+
+def with_trailing_silence(samples: np.ndarray, seconds: float) -> np.ndarray:
+    """Append ``seconds`` of quiet room noise (std 0.002, seeded) at 16 kHz.
+
+    Not digital zeros: no microphone hears those, and a model may emit letters on them.
+    1.5 s at 16 kHz is 24000 samples.
+    """
+    if not 0.0 <= seconds <= 60.0:
+        raise ValueError(f"--trailing-silence-s must be in 0..60 s, got {seconds}")
+    noise = np.random.default_rng(0).normal(0.0, 0.002, round(seconds * 16_000)).astype(np.float32)
+    return np.concatenate([samples.astype(np.float32), noise])
 
 
 def _levels(text: str) -> list[int]:
@@ -260,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         search = None if levels else CapacitySearch(
             start=args.start, maximum=args.max_concurrency, bisect=not args.no_bisect
         )
-        samples = read_16k(args.audio)
+        samples = with_trailing_silence(read_16k(args.audio), args.trailing_silence_s)
         audio_seconds = len(samples) / 16_000
         words: list[Word] = []
         model_name: str | None = None

@@ -33,6 +33,7 @@ __all__ = [
     "ReceivedEvent",
     "budget_failures",
     "contained_words",
+    "endpoint_latency",
     "final_latency",
     "hypothesis_timeline",
     "partial_delays",
@@ -226,6 +227,27 @@ def final_latency(events: Sequence[ReceivedEvent], speech_end: float) -> float |
     return with_text[-1].t - speech_end
 
 
+def endpoint_latency(events: Sequence[ReceivedEvent], speech_end: float, eof_t: float | None) -> float | None:
+    """Seconds from the end of speech until an endpoint (not end-of-stream) made the transcript final.
+
+    The last Final with text must have arrived before the client sent eof: the
+    endpointer closed the segment on the trailing silence by itself.  None when
+    the last words waited for eof (or no Final had text).
+
+    Worked example: speech ends at 2.0 s, eof sent at 4.0 s; finals "a b" at
+    2.8 s and "" at 4.1 s: 0.8 s.  Had "a b" come at 4.1 s: None.
+
+    >>> from streaming.events import Final
+    >>> f = lambda t, s: ReceivedEvent(t, Final(s, (), 0, 0.0, t, "silence"))
+    >>> round(endpoint_latency([f(2.8, "a b"), f(4.1, "")], 2.0, 4.0), 3), endpoint_latency([f(4.1, "a b")], 2.0, 4.0)
+    (0.8, None)
+    """
+    with_text = [e for e in events if isinstance(e.event, Final) and e.event.text.strip()]
+    if not with_text or (eof_t is not None and with_text[-1].t >= eof_t):
+        return None
+    return with_text[-1].t - speech_end
+
+
 @dataclass(frozen=True)
 class Revisions:
     """How often words a viewer already saw were taken back."""
@@ -331,6 +353,8 @@ class LevelSummary:
     rtf: float | None = None  # wall / audio seconds when the same streams are sent flat out
     compute_rtf: float | None = None  # the server's own compute / audio seconds during the real-time run
     errors: tuple[str, ...] = ()
+    # end of speech -> the endpoint's final, without eof (needs trailing silence in the audio)
+    endpoint_latency: dict[str, float | None] = field(default_factory=dict)
 
 
 def summarize_level(
@@ -346,6 +370,7 @@ def summarize_level(
     ttfp: list[float | None] = []
     delays: list[float | None] = []
     finals: list[float | None] = []
+    endpoints: list[float | None] = []
     lags: list[float] = []
     missed = 0
     total = Revisions(0, 0, 0, 0)
@@ -359,6 +384,7 @@ def summarize_level(
         missed += sum(d is None for d in stream_delays)
         delays.extend(stream_delays)
         finals.append(final_latency(trace.events, speech_end))
+        endpoints.append(endpoint_latency(trace.events, speech_end, trace.eof_t))
         r = revisions(timeline)
         total = Revisions(
             total.words_shown + r.words_shown,
@@ -382,6 +408,7 @@ def summarize_level(
         rtf=rtf,
         compute_rtf=compute_rtf,
         errors=tuple(sorted({t.error for t in traces if t.error})),
+        endpoint_latency=percentiles(endpoints),
     )
 
 

@@ -15,6 +15,7 @@ from .metrics import (
     Budget,
     LevelSummary,
     StreamTrace,
+    endpoint_latency,
     final_latency,
     hypothesis_timeline,
     partial_delays,
@@ -88,6 +89,7 @@ class Report:
             "closed_s": trace.closed_t,
             "time_to_first_partial_s": time_to_first_partial(trace.events),
             "final_latency_s": final_latency(trace.events, self.speech_end),
+            "endpoint_latency_s": endpoint_latency(trace.events, self.speech_end, trace.eof_t),
             "partial_delays_s": [None if d is None else round(d, 4)
                                  for d in partial_delays(timeline, self.reference)],
             "events": [
@@ -118,7 +120,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     """One row per concurrency level; latencies in seconds as p50/p90/p99."""
     q = "/".join(f"p{p}" for p in PERCENTILES)
     header = ["streams", "ok", "failed", "dropped", f"first partial {q}", f"partial delay {q}",
-              f"final latency {q}", f"reply lag {q}", "RTF", "cRTF", "revised", "budget"]
+              f"final latency {q}", f"endpoint final {q}", f"reply lag {q}", "RTF", "cRTF", "revised", "budget"]
     rows = [header]
     levels = sorted(levels, key=lambda lv: lv.summary.concurrency)
     for level in levels:
@@ -131,6 +133,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
             _triple(s.time_to_first_partial),
             _triple(s.partial_delay),
             _triple(s.final_latency),
+            _triple(s.endpoint_latency),
             _triple(s.reply_lag),
             "-" if s.rtf is None else f"{s.rtf:.3f}",
             "-" if s.compute_rtf is None else f"{s.compute_rtf:.3f}",
@@ -140,6 +143,8 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("(endpoint final: end of speech -> the endpoint's final, before eof; needs trailing silence, "
+                 "--trailing-silence-s)")
     lines.append("(RTF: wall/audio seconds of the same streams sent flat out; cRTF: the server's "
                  "forward+decode seconds per audio second during the real-time run, from its /metrics)")
     lines.append(

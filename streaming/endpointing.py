@@ -9,6 +9,16 @@ with its defaults, checked after every frame:
 2. ``silence_after_speech_s`` of trailing non-speech after some speech.
 3. The segment reached ``max_segment_s``, speech or not.
 
+And one that uses the decoder's view (Kaldi's / vosk's rule 2, "the best path
+ends in a final state after 0.5 s of trailing silence"):
+
+2b. ``silence_after_word_s`` (shorter than rule 2) of trailing non-speech,
+    when the decoder's best hypothesis ends in a complete word: its last word
+    is in the LM's lexicon (:func:`ends_in_word`), so a pause inside a word
+    ("stra... tegy") does not cut it.  :meth:`Endpointer.scan` stops at that
+    frame with :data:`WORD_END`; the recognizer asks the decoder and closes the
+    segment there, or scans on (rule 2 still fires later).
+
 The recognizer also asks :meth:`Endpointer.silence_ahead` about the window's
 look-ahead frames (heard, not yet decoded for good): when they already complete
 rule 2's silence, the segment ends at once instead of a window later.  Its
@@ -20,9 +30,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .arrays import BoolArray
 
-__all__ = ["EndpointConfig", "Endpointer"]
+__all__ = ["WORD_END", "EndpointConfig", "Endpointer", "ends_in_word"]
+
+# scan()'s reason for rule 2b's candidate frame: close only if the hypothesis ends in a word.
+WORD_END = "word-end?"
 
 
 @dataclass(frozen=True)
@@ -37,12 +52,20 @@ class EndpointConfig:
     max_segment_s: float = 20.0
     # Off: a segment ends only on reset()/finish() (offline-like streaming).
     enabled: bool = True
+    # Rule 2b: trailing non-speech after a hypothesis that ends in a complete word.
+    # Kaldi/vosk use 0.5 s; 0.6 s leaves the pauses inside a sentence (0.2-0.5 s)
+    # alone while closing about 0.6 s sooner than rule 2.  None: rule 2 only.
+    silence_after_word_s: float | None = 0.6
 
     def __post_init__(self) -> None:
         for name in ("silence_without_speech_s", "silence_after_speech_s", "max_segment_s"):
             value = getattr(self, name)
             if not 0.04 <= value <= 3600.0:
                 raise ValueError(f"{name} must be in 0.04..3600 s, got {value}")
+        # (at or above silence_after_speech_s rule 2 always fires first: allowed, a no-op)
+        word = self.silence_after_word_s
+        if word is not None and not 0.04 <= word <= 3600.0:
+            raise ValueError(f"silence_after_word_s must be None or in 0.04..3600 s, got {word}")
 
 
 class Endpointer:
@@ -53,24 +76,32 @@ class Endpointer:
         self._rule1 = max(1, round(config.silence_without_speech_s / frame_seconds))
         self._rule2 = max(1, round(config.silence_after_speech_s / frame_seconds))
         self._rule3 = max(1, round(config.max_segment_s / frame_seconds))
+        word = config.silence_after_word_s
+        self._rule2b = None if word is None else max(1, round(word / frame_seconds))
         self.reset()
 
     def reset(self) -> None:
         self.frames = 0
         self.trailing_silence = 0
         self.has_speech = False
+        self._word_asked = False  # rule 2b already asked in this run of silence
 
     def scan(self, silent: BoolArray) -> tuple[int, str] | None:
         """Consume per-frame non-speech flags until an endpoint fires.
 
         Returns ``(n, reason)`` when the endpoint fires after the n-th flag
         (the caller then resets and scans ``silent[n:]``), or None when all
-        flags were consumed without one.
+        flags were consumed without one.  Reason :data:`WORD_END` is rule 2b's
+        candidate: the caller closes there if the hypothesis ends in a word,
+        else scans on from ``silent[n:]``.
 
         >>> import numpy as np
-        >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.06), 0.02)
+        >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.06, silence_after_word_s=None), 0.02)
         >>> ep.scan(np.array([False, True, True, True, False]))
         (4, 'silence')
+        >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.08, silence_after_word_s=0.04), 0.02)
+        >>> ep.scan(np.array([False, True, True, True, True])), ep.scan(np.array([True, True, True]))
+        ((3, 'word-end?'), (2, 'silence'))
         """
         if not self.config.enabled:
             self.frames += len(silent)
@@ -82,12 +113,35 @@ class Endpointer:
             else:
                 self.trailing_silence = 0
                 self.has_speech = True
+                self._word_asked = False
             limit = self._rule2 if self.has_speech else self._rule1
             if self.trailing_silence >= limit:
                 return i + 1, "silence"
             if self.frames >= self._rule3:
                 return i + 1, "max-length"
+            if self._word_due(self.trailing_silence):
+                self._word_asked = True
+                return i + 1, WORD_END
         return None
+
+    def _word_due(self, silence: int) -> bool:
+        return (
+            self._rule2b is not None and self.has_speech and not self._word_asked and silence >= self._rule2b
+        )
+
+    def word_end_ahead(self, silent: BoolArray) -> bool:
+        """True when rule 2b's silence is complete counting these upcoming (look-ahead)
+        flags: ask the decoder now instead of a window later.
+
+        >>> ep = Endpointer(EndpointConfig(silence_after_word_s=0.06), 0.02)
+        >>> ep.scan(np.array([False, True]))
+        >>> ep.word_end_ahead(np.array([True, True, False])), ep.word_end_ahead(np.array([True, False, True]))
+        (True, False)
+        """
+        if not self.config.enabled:
+            return False
+        leading = int(np.argmin(silent)) if not silent.all() else len(silent)
+        return self._word_due(self.trailing_silence + leading)
 
     def silence_ahead(self, silent: BoolArray) -> bool:
         """True when these upcoming flags (not scanned) complete rule 2 at once: the
@@ -103,3 +157,17 @@ class Endpointer:
             return False
         need = self._rule2 - self.trailing_silence
         return 0 < need <= len(silent) and bool(silent[:need].all())
+
+
+def ends_in_word(text: str, lexicon: frozenset[str] | None) -> bool:
+    """Does a hypothesis end in a complete word?  Its last word is in the lexicon (the LM's
+    unigrams); without a lexicon (no LM) any last word counts: silence closed it.
+
+    >>> lexicon = frozenset({"strategy", "the"})
+    >>> ends_in_word("the strategy", lexicon), ends_in_word("the stra", lexicon), ends_in_word("", None)
+    (True, False, False)
+    """
+    words = text.split()
+    if not words:
+        return False
+    return lexicon is None or words[-1] in lexicon

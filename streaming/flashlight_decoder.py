@@ -62,8 +62,8 @@ from .decoder import (
     _FrameBest,
     _renormalize,
 )
-from .grammar import Grammar
 from .errors import LanguageModelError, StreamStateError
+from .grammar import Grammar
 from .language_model import LanguageModel, build_labels
 
 __all__ = ["LOOK_BACK", "PRUNE_EVERY", "FlashlightDecoder", "FlashlightStream"]
@@ -372,4 +372,6 @@ class FlashlightStream:
     def alternatives(self, n: int) -> tuple[ScoredHypothesis, ...]:
         """The ``n`` best final beams of the segment (distinct texts), best first."""
         self.finalize()
-        return tuple(ScoredHypothesis(" ".join(w.text for w in words), words, score) for score, words in self._ranked[:n])
+        return tuple(
+            ScoredHypothesis(" ".join(w.text for w in words), words, score) for score, words in self._ranked[:n]
+        )

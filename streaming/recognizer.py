@@ -36,7 +36,7 @@ from .arrays import AnyArray, BoolArray, FloatArray
 from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
 from .batched_forward import run_windows
 from .decoder import DecodedWord, DecoderConfig, DecoderStream, build_decoder
-from .endpointing import EndpointConfig, Endpointer
+from .endpointing import WORD_END, EndpointConfig, Endpointer, ends_in_word
 from .errors import AudioError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
 from .grammar import Grammar, compile_grammar
@@ -360,8 +360,11 @@ class Recognizer:
                 self._recorded.append(stitched.frames)
             self._decode(stitched.frames)
             self._lookahead = stitched.lookahead  # (right frames, vocab)
-            if self._endpointer.silence_ahead(self._silent(self._lookahead)):
+            ahead = self._silent(self._lookahead)
+            if self._endpointer.silence_ahead(ahead):
                 self._close_segment("silence")  # the look-ahead heard the endpoint's silence
+            elif self._endpointer.word_end_ahead(ahead) and self._ends_in_word():
+                self._close_segment("silence")  # rule 2b, its silence completed by the look-ahead
         self._end_flush()
         self._emit_partial()
         self._maybe_close()
@@ -392,8 +395,21 @@ class Recognizer:
             self._stream.accept(log_probs[pos : pos + n])
             self._decoded_frames += n
             pos += n
-            if hit is not None:
+            if hit is None:
+                continue
+            if hit[1] != WORD_END:
                 self._close_segment(hit[1])
+            elif self._ends_in_word():
+                self._close_segment("silence")  # rule 2b: the speaker stopped after a whole word
+
+    def _ends_in_word(self) -> bool:
+        """Rule 2b's question to the decoder: does the best hypothesis end in a complete word?"""
+        # (a grammar search only spells its own words or [unk]: any last word is whole)
+        lm = self.engine.language_model if self._use_lm and self._grammar is None else None
+        lexicon: frozenset[str] | None = None
+        if lm is not None:  # hotwords may be outside the LM: they are words too
+            lexicon = lm.unigrams | {w for h in self._hotwords for w in h.split()} if self._hotwords else lm.unigrams
+        return ends_in_word(self._stream.partial().text, lexicon)
 
     def _silent(self, log_probs: FloatArray) -> BoolArray:
         """Per frame: is the most likely token the blank or the word delimiter?"""

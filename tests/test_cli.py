@@ -107,3 +107,24 @@ def test_window_options_pick_the_left_context_for_the_mode() -> None:
     explicit = window_from_args(parser.parse_args(["--no-attention-memory", "--left-context-s", "1.2"]))
     assert explicit.left_context_s == 1.2
     assert window_from_args(parser.parse_args(["--left-context-s", "3"])) == WindowConfig(left_context_s=3.0)
+
+
+def test_decoder_and_word_end_options_reach_the_engine(tiny_layer_model, espeak_wav, capsys):
+    from conftest import FIXTURES
+
+    from cli.options import engine_from_args
+
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    args = parser.parse_args(["--model", str(tiny_layer_model), "--lm", str(FIXTURES / "tiny.arpa"),
+                              "--decoder", "flashlight", "--silence-after-word-s", "0"])
+    engine = engine_from_args(args)
+    assert engine.decoder_config.decoder == "flashlight" and engine.endpoint.silence_after_word_s is None
+    assert type(engine.decoder).__name__ == "FlashlightDecoder"
+    argv = ["transcribe", str(espeak_wav), "--model", str(tiny_layer_model), "--json", "--decoder", "flashlight",
+            "--lm", str(FIXTURES / "tiny.arpa")]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[-1]["type"] == "final" and lines[-1]["reason"] == "finish"
+    assert main([*argv, "--hotword", "kubernetes"]) != 0
+    assert "hotwords are not supported with decoder='flashlight'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -119,6 +120,23 @@ def test_final_latency_uses_the_last_final_with_text() -> None:
     events = [P(1.0, "the"), F(2.0, "the cat"), P(2.5, "sat"), F(3.4, "sat down"), F(5.0, "")]
     assert final_latency(events, speech_end=2.4) == pytest.approx(1.0)
     assert final_latency([P(1.0, "x"), F(2.0, "")], speech_end=1.0) is None
+
+
+def test_endpoint_latency_needs_the_last_words_before_eof() -> None:
+    from latency.lab import with_trailing_silence
+    from latency.metrics import endpoint_latency
+
+    events = [P(1.0, "the"), F(2.0, "the cat"), P(2.5, "sat"), F(3.4, "sat down"), F(5.0, "")]
+    assert endpoint_latency(events, speech_end=2.4, eof_t=4.5) == pytest.approx(1.0)
+    assert endpoint_latency(events, speech_end=2.4, eof_t=3.0) is None  # "sat down" waited for eof
+    with_eof = StreamTrace(0, 2.5, events=events[:4], eof_t=3.0)
+    endpointed = StreamTrace(1, 2.5, events=events, eof_t=4.5)
+    summary = summarize_level(2, [with_eof, endpointed], REF, speech_end=2.4)
+    assert summary.endpoint_latency["n"] == 1 and summary.endpoint_latency["p50"] == pytest.approx(1.0)
+    padded = with_trailing_silence(np.zeros(16_000, dtype=np.float32), 1.5)
+    assert padded.shape == (40_000,) and 0.0 < float(np.abs(padded[16_000:]).max()) < 0.02
+    with pytest.raises(ValueError, match="--trailing-silence-s must be in 0..60 s, got -1"):
+        with_trailing_silence(padded, -1)
 
 
 def test_revisions_count_words_taken_back() -> None:
