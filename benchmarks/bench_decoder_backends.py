@@ -6,7 +6,7 @@ recording through a real :class:`streaming.Recognizer` (the shipped model and
 LM unless ``--model``/``--lm``, default windows and endpoints) once per decoder,
 with one shared acoustic model, and prints per decoder:
 
-* WER of the finals against ``transcripts.tsv`` (cli.evaluate's normalisation);
+* WER of the finals against ``transcripts.tsv`` (scoring/, as ``xlsr-stream eval``);
 * decoder CPU-seconds per audio second (process time inside the decoder's
   accept/partial/peek/finalize calls: what one stream costs on one core) and the
   whole stream's CPU per audio second (model + decoder + the rest);
@@ -37,13 +37,12 @@ sys.path.insert(0, str(REPO))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import jiwer  # noqa: E402
-
-from cli.evaluate import normalize_text, read_transcripts  # noqa: E402
 from client.audio_files import AudioFile  # noqa: E402
 from latency.metrics import ReceivedEvent, hypothesis_timeline, revisions  # noqa: E402
+from scoring import normalize_for_scoring, read_transcripts, word_error_rate  # noqa: E402
 from streaming import DecoderConfig, Engine, Final  # noqa: E402
-from streaming.decoder import DECODERS, Decoder, DecoderStream, Hypothesis  # noqa: E402
+from streaming.decoder import DECODERS, Decoder, DecoderStream, Hypothesis, ScoredHypothesis  # noqa: E402
+from streaming.grammar import Grammar  # noqa: E402
 
 BLOCK_S = 0.1
 
@@ -62,6 +61,10 @@ class _TimedStream:
     @property
     def frames(self) -> int:
         return self._inner.frames
+
+    @frames.setter
+    def frames(self, value: int) -> None:
+        self._inner.frames = value
 
     def _timed(self, name: str, *args: Any) -> Any:
         t0 = time.process_time()
@@ -82,13 +85,19 @@ class _TimedStream:
     def finalize(self) -> Hypothesis:
         return self._timed("finalize")  # type: ignore[no-any-return]
 
+    def alternatives(self, n: int) -> tuple[ScoredHypothesis, ...]:
+        return self._timed("alternatives", n)  # type: ignore[no-any-return]
+
 
 class _TimedDecoder:
     def __init__(self, inner: Decoder, clock: _Clock) -> None:
         self._inner, self._clock = inner, clock
 
-    def new_stream(self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True) -> DecoderStream:
-        return _TimedStream(self._inner.new_stream(hotwords=hotwords, use_lm=use_lm), self._clock)  # type: ignore[return-value]
+    def new_stream(
+        self, *, hotwords: Sequence[str] | None = None, use_lm: bool = True, grammar: Grammar | None = None
+    ) -> DecoderStream:
+        inner = self._inner.new_stream(hotwords=hotwords, use_lm=use_lm, grammar=grammar)
+        return _TimedStream(inner, self._clock)
 
 
 @dataclass(frozen=True)
@@ -123,12 +132,12 @@ def run(engine: Engine, name: str, directory: Path, limit: int | None) -> Result
         received += [ReceivedEvent(done / audio.sample_rate, e) for e in stream.events()]
         cpu_s += time.process_time() - t0
         audio_s += audio.duration
-        refs.append(normalize_text(reference))
-        hyps.append(normalize_text(" ".join(r.event.text for r in received if isinstance(r.event, Final))))
+        refs.append(normalize_for_scoring(reference))
+        hyps.append(normalize_for_scoring(" ".join(r.event.text for r in received if isinstance(r.event, Final))))
         rev = revisions(hypothesis_timeline(received))
         shown += rev.words_shown
         revised += rev.words_revised
-    wer = float(jiwer.wer(refs, [h or "<empty>" for h in hyps]))
+    wer = word_error_rate(refs, hyps)
     return Result(name, directory.name, len(refs), audio_s, wer, clock.seconds / audio_s, cpu_s / audio_s,
                   revised / shown if shown else None)
 

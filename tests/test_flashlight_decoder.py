@@ -190,3 +190,18 @@ def test_grammar_streams_use_the_grammar_search(decoder: FlashlightDecoder) -> N
     stream.accept(make_log_probs("the cat sat on the mat", seed=1, noise=0.5))
     words = stream.finalize().text.split()
     assert words and set(words) <= {"cat", "sat", "mat", "[unk]"}
+
+
+def test_backend_benchmark_prints_both_decoders(capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_decoder_backends import main as bench
+
+    from conftest import DEV_DIR
+
+    assert bench([str(DEV_DIR), "--limit", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["pyctcdecode", "flashlight"]
+    assert all(0.0 <= float(r[4]) <= 200.0 and float(r[5]) > 0.0 for r in rows)  # WER %, decoder CPU
