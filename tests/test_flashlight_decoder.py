@@ -198,7 +198,6 @@ def test_backend_benchmark_prints_both_decoders(capsys: pytest.CaptureFixture[st
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from bench_decoder_backends import main as bench
-
     from conftest import DEV_DIR
 
     assert bench([str(DEV_DIR), "--limit", "1"]) == 0
