@@ -114,7 +114,7 @@ class Result:
 
 def run(engine: Engine, name: str, directory: Path, limit: int | None) -> Result:
     clock = _Clock()
-    engine._decoder = _TimedDecoder(engine.decoder, clock)  # noqa: SLF001 - benchmark instrumentation
+    engine._decoder = _TimedDecoder(engine._decoder, clock)  # noqa: SLF001 - benchmark instrumentation
     refs, hyps = [], []
     shown = revised = 0
     audio_s = cpu_s = 0.0

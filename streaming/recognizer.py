@@ -264,6 +264,9 @@ class Recognizer:
         if engine.info.word_delimiter in engine.info.vocab:
             silent.add(engine.info.vocab.index(engine.info.word_delimiter))
         self._silent_ids = np.array(sorted(silent))
+        # Rule 2b peeks at the hypothesis with its last word closed by one delimiter frame.
+        self._closing = np.full((1, len(engine.info.vocab)), -30.0, dtype=np.float32)  # (1, vocab)
+        self._closing[0, max(silent)] = 0.0  # the delimiter (blank where there is none: a no-op)
         # Benchmarks and tests compare stitched frames with a full-utterance forward.
         self._recorded: list[FloatArray] | None = [] if record_log_probs else None
 
@@ -409,7 +412,9 @@ class Recognizer:
         lexicon: frozenset[str] | None = None
         if lm is not None:  # hotwords may be outside the LM: they are words too
             lexicon = lm.unigrams | {w for h in self._hotwords for w in h.split()} if self._hotwords else lm.unigrams
-        return ends_in_word(self._stream.partial().text, lexicon)
+        # The best beam may still be spelling a word that the LM scores only once it is closed
+        # (a partial "do fom" that finalize() turns into "do for"): ask with it closed.
+        return ends_in_word(self._stream.peek(self._closing).text, lexicon)
 
     def _silent(self, log_probs: FloatArray) -> BoolArray:
         """Per frame: is the most likely token the blank or the word delimiter?"""

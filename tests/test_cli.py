@@ -120,7 +120,7 @@ def test_decoder_and_word_end_options_reach_the_engine(tiny_layer_model, espeak_
                               "--decoder", "flashlight", "--silence-after-word-s", "0"])
     engine = engine_from_args(args)
     assert engine.decoder_config.decoder == "flashlight" and engine.endpoint.silence_after_word_s is None
-    assert type(engine.decoder).__name__ == "FlashlightDecoder"
+    assert type(engine.new_decoder_stream()).__name__ == "FlashlightStream"
     argv = ["transcribe", str(espeak_wav), "--model", str(tiny_layer_model), "--json", "--decoder", "flashlight",
             "--lm", str(FIXTURES / "tiny.arpa")]
     assert main(argv) == 0
