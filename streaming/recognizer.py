@@ -35,7 +35,7 @@ from .acoustic_model import AcousticModel, ModelInfo
 from .arrays import AnyArray, BoolArray, FloatArray
 from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
 from .batched_forward import run_windows
-from .decoder import DecodedWord, DecoderConfig, DecoderStream, build_decoder
+from .decoder import DecodedWord, DecoderConfig, DecoderStream, Hypothesis, build_decoder
 from .endpointing import WORD_END, EndpointConfig, Endpointer, ends_in_word
 from .errors import AudioError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
@@ -440,11 +440,16 @@ class Recognizer:
 
     def _close_segment(self, reason: str) -> None:
         hyp = self._stream.finalize()
+        if self.engine.endpoint.enabled and not self._endpointer.has_speech:
+            # Not one frame where the model's best token was a letter: any words are the LM's
+            # word bonus spelling a letter out of room noise (a lone "t" after rule 2b closed).
+            hyp = Hypothesis("", 0, ())
         if hyp.text or reason in ("reset", "finish"):
             fs = self._geo.frame_seconds
+            shown = self._max_alternatives if hyp.text else 0
             alternatives = tuple(
                 Alternative(a.text, _words(a.words, self._segment_start, fs), round(a.score, 3))
-                for a in (self._stream.alternatives(self._max_alternatives) if self._max_alternatives else ())
+                for a in (self._stream.alternatives(shown) if shown else ())
             )
             self._events.append(
                 Final(
