@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import AnyArray, FloatArray
 from .decoder import (
     DecodedWord,
     DecoderConfig,
@@ -223,7 +224,7 @@ class FlashlightStream:
         native.decode_begin()
 
     # -- decoding ------------------------------------------------------------------------
-    def accept(self, log_probs: np.ndarray) -> None:
+    def accept(self, log_probs: AnyArray) -> None:
         """Decode a chunk ``(frames, vocab)`` of log-probs; each frame is decoded once."""
         if self._final is not None:
             raise StreamStateError("accept() after finalize(): start a new stream")
@@ -242,7 +243,7 @@ class FlashlightStream:
             if self.frames % PRUNE_EVERY == 0:
                 self._prune()
 
-    def _emissions(self, chunk: np.ndarray) -> np.ndarray:
+    def _emissions(self, chunk: AnyArray) -> FloatArray:
         """float32 C-contiguous ``(frames, vocab)`` with tokens below token_min_logp floored."""
         out = np.array(chunk, dtype=np.float32, order="C")  # (frames, vocab)
         keep = out >= self._config.token_min_logp
@@ -250,7 +251,7 @@ class FlashlightStream:
         out[~keep] = _FLOOR
         return out
 
-    def _step(self, emissions: np.ndarray) -> None:
+    def _step(self, emissions: FloatArray) -> None:
         frames, vocab = emissions.shape
         self._native.decode_step(emissions.ctypes.data, frames, vocab)
         self.frames += frames
@@ -325,7 +326,7 @@ class FlashlightStream:
         words, _ = self._words(path, close=False)
         return self._hypothesis(path, self._stable_words(words))
 
-    def peek(self, log_probs: np.ndarray) -> Hypothesis:
+    def peek(self, log_probs: AnyArray) -> Hypothesis:
         """The partial with the best-path tokens of these (look-ahead) frames appended;
         the stream is left as it was."""
         if self._final is not None:
