@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw-weights", action="store_true",
                     help="export the optimiser's current weights instead of their moving average")
     ap.add_argument("--evaluate", action="store_true", help="run recipe/evaluate.py on the export and put it in the card")
+    ap.add_argument("--average-with", type=Path, default=None, metavar="MODEL_DIR",
+                    help="average the weights 50/50 with this exported model of the same run (a weight-space "
+                         "average of two points of one trajectory; the default model is one)")
     args = ap.parse_args(argv)
 
     from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
@@ -288,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     averaged = ck.get("ema") is not None and not args.raw_weights
     model.load_state_dict({**ck["model"], **ck["ema"]} if averaged else ck["model"])
     model.eval()
+    if args.average_with is not None:
+        other = Wav2Vec2ForCTC.from_pretrained(args.average_with).state_dict()
+        mine = model.state_dict()
+        if other.keys() != mine.keys() or any(other[k].shape != mine[k].shape for k in mine):
+            raise SystemExit(f"--average-with {args.average_with}: not the same architecture as {args.checkpoint}")
+        model.load_state_dict({k: (v + other[k]) / 2 if v.is_floating_point() else v for k, v in mine.items()})
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -302,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     state = dict(ck["state"])
     state["weights"] = (f"exponential moving average of the training weights (decay {state.get('ema_decay', '?')})"
                         if averaged else "the optimiser's weights at that step (no averaging)")
+    if args.average_with is not None:
+        card_path = args.average_with / "README.md"
+        found = re.search(r"distillation steps \| (\d+)", card_path.read_text()) if card_path.exists() else None
+        which = f"the export of step {found.group(1)}" if found else f"the export in {args.average_with}"
+        state["weights"] += f", averaged 50/50 with {which} (weight-space average of two points of the run)"
     extra = None
     if args.evaluate:
         from evaluate import evaluate_model_dir
