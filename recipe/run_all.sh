@@ -79,8 +79,18 @@ EOF
   "$PY" teacher.py label --synth-hours 1
   "$PY" teacher.py targets --synth-hours 1
   "$PY" distill.py --init "$CACHE/model" --synth-hours 1 --max-steps 2 --stream-prob 0.5 --batch-seconds 12 \
-        --log-every 2
+        --log-every 2 --decay-start 1 --decay-steps 1
   "$PY" export.py --checkpoint "$(ls "$CACHE"/distill/ckpt-*.pt | tail -n 1)" --out "$CACHE/model-distilled"
+  # the default model is a weight average of two exports: check --average-with gives the mean
+  "$PY" export.py --checkpoint "$(ls "$CACHE"/distill/ckpt-*.pt | tail -n 1)" --out "$CACHE/model-avg" \
+        --average-with "$CACHE/model"
+  "$PY" - "$CACHE" <<'CHECK'
+import sys
+from safetensors.torch import load_file
+a, b, m = (load_file(f"{sys.argv[1]}/{d}/model.safetensors") for d in ("model-distilled", "model", "model-avg"))
+worst = max(float(((a[k] + b[k]) / 2 - m[k]).abs().max()) for k in m if m[k].is_floating_point())
+assert worst < 1e-6, f"--average-with: weights are not the mean of the two models (max |diff| {worst})"
+CHECK
   grep -q '"step": 2' "$CACHE/logs/distill-eval.jsonl"
   # ... and with the engine, as users will: streaming transcription through the CLI.
   first="$(head -n 1 "$CACHE/eval/synth-dev/transcripts.tsv" | cut -f1)"
