@@ -16,6 +16,7 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy streaming client scoring demos cli latency benchmarks language_model
 	.venv/bin/mypy --strict streaming server
+	cd recipe && ../.venv/bin/mypy .  # its modules import each other by bare name
 
 bench: setup
 	.venv/bin/python benchmarks/bench_streaming_vs_offline.py

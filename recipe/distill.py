@@ -109,7 +109,9 @@ class Loader:
     def _batches(self) -> list[list[Example]]:
         pool = [e for e in self.data if e.seconds <= self.args.max_utt_s]
         pool.sort(key=lambda e: e.seconds * self.rng.uniform(0.9, 1.1))
-        out, cur, longest = [], [], 0.0
+        out: list[list[Example]] = []
+        cur: list[Example] = []
+        longest = 0.0
         for e in pool:
             if cur and (max(longest, e.seconds) * (len(cur) + 1) > self.args.batch_seconds
                         or len(cur) >= self.args.max_batch_utts):
@@ -134,7 +136,8 @@ class Loader:
         width = max(frames)
         inp = np.zeros((len(out), n), np.float32)
         mask = np.zeros((len(out), n), np.int64)
-        t_states = t_logp = None
+        t_states: np.ndarray | None = None
+        t_logp: np.ndarray | None = None
         has_text = np.zeros(len(out), bool)
         for i, (w, e) in enumerate(zip(out, batch)):
             inp[i, : len(w)] = w
@@ -144,6 +147,7 @@ class Loader:
             if t_states is None:
                 t_states = np.zeros((len(out), width, s.shape[1]), np.float32)
                 t_logp = np.zeros((len(out), width, lp.shape[1]), np.float32)
+            assert t_states is not None and t_logp is not None
             t_states[i, : frames[i]] = s
             t_logp[i, : frames[i]] = lp
             has_text[i] = bool(e.text)

