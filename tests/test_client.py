@@ -12,6 +12,7 @@ import doctest
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ import soundfile as sf
 import test_latency
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_latency import SPEECH, running_server
+from test_latency import SPEECH, running_server, websocket_server
 
 import client
 import client.audio_files
@@ -159,35 +160,17 @@ def test_a_stream_the_server_finished_is_completed(local_model: Path, protocol: 
 def test_a_clean_close_that_does_not_answer_eof_is_not_completed() -> None:
     """A server that closes with 1000 right after our eof (a session limit, a shutdown) sent no
     final for the end of the audio: the stream ends without error but is not completed."""
-    import threading
 
-    from websockets.asyncio.server import serve
-
-    async def handler(ws: object) -> None:
-        async for message in ws:  # type: ignore[attr-defined]
+    async def handler(ws: Any) -> None:
+        async for message in ws:
             if message == '{"eof" : 1}':
-                await ws.close(1000, "session limit")  # type: ignore[attr-defined]
+                await ws.close(1000, "session limit")
                 return
             if isinstance(message, bytes):
-                await ws.send(json.dumps({"partial": ""}))  # type: ignore[attr-defined]
+                await ws.send(json.dumps({"partial": ""}))
 
-    ready, box = threading.Event(), {}
-
-    async def server() -> None:
-        box["loop"], box["stop"] = asyncio.get_running_loop(), asyncio.Event()
-        async with serve(handler, "127.0.0.1", 0) as srv:  # type: ignore[arg-type]
-            box["port"] = srv.sockets[0].getsockname()[1]
-            ready.set()
-            await box["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(server(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        assert not _stream_and_report_completed(f"ws://127.0.0.1:{box['port']}", "vosk")
-    finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        thread.join(10)
+    with websocket_server(handler) as url:
+        assert not _stream_and_report_completed(url, "vosk")
 
 
 @settings(max_examples=200, deadline=None)

@@ -391,7 +391,6 @@ def vosk_server_lookalike(*, fail_after: int | None = None, close_code: int = 10
     '{"eof" : 1}', takes any other message for audio, replies once per message,
     and closes after the final result.
     """
-    from websockets.asyncio.server import serve
 
     async def handler(ws: Any) -> None:
         count = 0
@@ -408,6 +407,15 @@ def vosk_server_lookalike(*, fail_after: int | None = None, close_code: int = 10
                 await ws.close(close_code, "recognizer crashed" if close_code == 1011 else "session limit")
                 return
             await ws.send(json.dumps({"partial": " ".join(["word"] * (count // 5))}))
+
+    with websocket_server(handler) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def websocket_server(handler: Any) -> Iterator[str]:
+    """A websockets server running ``handler`` on a loopback port in a thread; yields its URL."""
+    from websockets.asyncio.server import serve
 
     ready = threading.Event()
     box: dict[str, Any] = {}
