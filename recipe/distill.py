@@ -13,8 +13,9 @@ equaliser, codec; no speed change, so frames stay aligned with the targets). The
   teacher pseudo-labels of untranscribed real speech whose confidence is high enough.
 
 A share of the batches go through as the engine streams them (attention memory, running
-normalisation: ``train.memory_logits``, ``train.running_normalize``) with the posterior and CTC
-terms, so streaming output keeps following offline output. Checkpoints go to
+normalisation, both from the engine's stream plan: ``train.stream_plan``, ``train.memory_logits``,
+``train.running_normalize``) with the posterior and CTC terms, so streaming output keeps following
+offline output. Checkpoints go to
 ``$XLSR_RECIPE_DIR/distill`` (the last two, every ``--ckpt-minutes`` and on SIGTERM); export one
 with ``export.py --checkpoint``.
 """
@@ -50,6 +51,7 @@ from train import (
     real_sets,
     running_normalize,
     save_ckpt,
+    stream_plan,
 )
 
 
@@ -301,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     rng = random.Random(state["step"] + 11)
+    norm_plan = stream_plan(model.config, 50, 300, 20, memory=True)
     last_ckpt, t_cpu = time.time(), time.process_time()
     win: dict[str, float] = {"kl": 0.0, "state": 0.0, "ctc": 0.0, "n": 0, "sec": 0.0, "t": time.time(), "streamed": 0}
     while not stop["flag"] and state["step"] < args.max_steps:
@@ -313,9 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         streamed = (step * args.stream_prob) % 1 + args.stream_prob >= 1 - 1e-9
         with torch.autocast("cpu", dtype=torch.bfloat16):
             if streamed:
-                x = running_normalize(batch["input_values"], batch["attention_mask"], 50, 20)
-                logits, _ = memory_logits(model, x, batch["attention_mask"], rng.choice([25, 50]),
-                                          rng.choice([150, 300]), rng.choice([10, 20]))
+                # scaled for the engine's default windows (1 s chunks, 0.4 s look-ahead), then
+                # streamed with windows drawn from these
+                x = running_normalize(batch["input_values"], batch["attention_mask"], norm_plan)
+                plan = stream_plan(model.config, rng.choice([25, 50]), rng.choice([150, 300]), rng.choice([10, 20]),
+                                   memory=True)
+                logits, _ = memory_logits(model, x, batch["attention_mask"], plan)
                 l_state = logits.sum() * 0.0
             else:
                 out = model(input_values=batch["input_values"], attention_mask=batch["attention_mask"],

@@ -13,8 +13,10 @@ What makes a from-scratch CTC model converge quickly here:
 * clean audio first, augmentation ramps in; SpecAugment-style time masking only once the
   model has started to align (``--mask-from-step``);
 * some batches (``--stream-prob``) go through the model the way the streaming engine runs it:
-  windows of limited left/right context whose chunks are stitched (:func:`windowed_logits`), so
-  the model learns to work without the whole utterance and streaming WER stays near offline WER.
+  windows of limited left/right context whose chunks are stitched, or with attention memory
+  (:func:`windowed_logits`, :func:`memory_logits`), so the model learns to work without the whole
+  utterance and streaming WER stays near offline WER.  Their windows, running normalisation and
+  memory come from the engine's own stream plan (:func:`stream_plan`, ``streaming/plan.py``).
 
 It also keeps an exponential moving average of the weights (``--ema-decay``, saved in the
 checkpoint): at a constant learning rate the raw weights jitter around the optimum, and the
@@ -41,6 +43,10 @@ from augment import AugmentConfig, augment
 from common import SAMPLE_RATE, VOCAB, ckpt_dir, encode, log_line, logs_dir, read_audio, shards_dir
 
 from scoring import char_error_rate, normalize_for_scoring, word_error_rate
+from streaming.plan import StreamPlan, plan_stream
+from streaming.wav2vec2 import Wav2Vec2Config as EngineModelConfig
+from streaming.window_scheduler import running_normalized
+from streaming.windows import WindowConfig, num_frames
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")  # alsa-utils
@@ -312,118 +318,115 @@ def stream_prob_at(schedule: list[tuple[int, float]], step: int) -> float:
     return [prob for start, prob in schedule if start <= step][-1]
 
 
-def running_normalize(input_values: torch.Tensor, attention_mask: torch.Tensor, chunk: int,
-                      right: int) -> torch.Tensor:
-    """The engine's ``running`` do_normalize for windows of ``chunk`` + ``right`` frames.
-
-    The engine scales each sample once, when its window first holds it, with the mean
-    and variance of the stream up to that window's end (streaming/normalization.py);
-    early windows so see different statistics than the whole utterance's.  Scaling is
-    affine-invariant, so applying it to utterance-normalised audio gives what the
-    engine makes of the raw audio.  input_values: (batch, samples); padding stays 0.
+def stream_plan(config, chunk: int, left: int, right: int, *, memory: bool) -> StreamPlan:
+    """The engine's stream plan (``streaming.plan.plan_stream``) for a model with this transformers
+    config and ``WindowConfig(chunk, left, right, memory)``, sizes in frames, running do_normalize:
+    streamed batches take their windows, normalisation and memory from it, as the engine does.
+    With ``memory`` the left context is the attention memory.  Raises ValueError where the engine
+    would stream the model otherwise (attention memory on a GroupNorm conv front end).
     """
-    from streaming.windows import FrameGeometry, num_frames  # the engine's own frame arithmetic
+    facts = EngineModelConfig.from_dict(config.to_dict())
+    geometry = facts.geometry()
+    seconds = geometry.frame_seconds
+    window = WindowConfig(chunk * seconds, left * seconds, right * seconds, memory=memory)
+    plan = plan_stream(window, geometry, features_are_local=facts.features_are_local,
+                       pos_context_frames=facts.pos_context_frames, do_normalize=True)
+    if plan.memory != memory:
+        raise ValueError(f"the engine would not stream this model with memory={memory}: {plan.fallback}")
+    return plan
 
-    geometry = FrameGeometry()
+
+def running_normalize(input_values: torch.Tensor, attention_mask: torch.Tensor, plan: StreamPlan) -> torch.Tensor:
+    """The engine's ``running`` do_normalize for the windows of ``plan``, utterance by utterance
+    (``streaming.window_scheduler.running_normalized``): each sample is scaled once, with the
+    statistics of the stream up to the end of the first window that holds it, so early windows see
+    other statistics than the whole utterance's.  Scaling is affine-invariant, so applying it to
+    utterance-normalised audio gives what the engine makes of the raw audio.
+    input_values: (batch, samples); padding stays 0.
+    """
     out = torch.zeros_like(input_values)
-    lengths = attention_mask.sum(dim=1).tolist()
-    for b, n in enumerate(lengths):
-        wave = input_values[b, :n].double()
-        total_frames = max(1, num_frames(n, geometry))
-        csum, csq = torch.cumsum(wave, 0), torch.cumsum(wave * wave, 0)
-        start, k = 0, 0
-        while start < n:
-            frame_end = min((k + 1) * chunk + right, total_frames)
-            # the last window takes the tail too, as the engine's does
-            end = n if frame_end >= total_frames else min(n, geometry.frames_end_sample(frame_end))
-            mean = csum[end - 1] / end
-            var = torch.clamp(csq[end - 1] / end - mean * mean, min=0.0)
-            out[b, start:end] = ((wave[start:end] - mean) / torch.sqrt(var + 1e-7)).to(out.dtype)
-            start, k = end, k + 1
+    for b, n in enumerate(attention_mask.sum(dim=1).tolist()):
+        wave = input_values[b, :n].detach().float().numpy()  # (samples,) float32
+        out[b, :n] = torch.from_numpy(running_normalized(plan, wave)).to(out.dtype)
     return out
 
 
 def windowed_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
-                    chunk: int, left: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits as the streaming engine computes them: every ``chunk`` output frames come from a
-    window with up to ``left`` frames of past and ``right`` of future context, and the chunk's
-    frames are kept (stitched).  All windows of the batch go through the model in one forward.
+                    plan: StreamPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits as the streaming engine computes them without attention memory: the windows of
+    ``plan`` (each chunk with up to ``plan.left_frames`` of recomputed past and
+    ``plan.right_frames`` of look-ahead), the chunk's frames kept (stitched).  All windows of the
+    batch go through the transformers model in one forward, so dropout and gradients are its own.
 
     input_values: (batch, samples) normalised audio; attention_mask: (batch, samples) 1 = audio.
     Returns (logits (batch, frames, vocab), frame lengths (batch,)).
     """
-    from streaming.windows import FrameGeometry, num_frames  # the engine's own frame arithmetic
-
-    geometry = FrameGeometry()
-    hop, field = geometry.hop_samples, geometry.receptive_field_samples
-    lengths = attention_mask.sum(-1).tolist()
-    n_frames = [num_frames(int(n), geometry) for n in lengths]
-    width = max(n_frames)
-    pieces, wins = [], []  # (utterance, first kept frame, kept frames, offset in window)
+    if plan.memory:
+        raise ValueError("windowed_logits recomputes the left context; a plan with memory needs memory_logits")
+    lengths = [int(n) for n in attention_mask.sum(-1).tolist()]
+    n_frames = [num_frames(n, plan.geometry) for n in lengths]
+    wins = []  # (utterance, window, its samples [s0, s1))
     for b, (n, nf) in enumerate(zip(lengths, n_frames)):
-        for c0 in range(0, nf, chunk):
-            f0, f1 = max(0, c0 - left), min(nf, c0 + chunk + right)
-            s0, s1 = f0 * hop, min(int(n), (f1 - 1) * hop + field)
-            wins.append((b, s0, s1))
-            pieces.append((b, c0, min(chunk, nf - c0), c0 - f0))
-    longest = max(s1 - s0 for _, s0, s1 in wins)
-    x = input_values.new_zeros((len(wins), longest))
+        for window in plan.windows(nf):
+            wins.append((b, window, *plan.sample_range(window, n)))
+    longest = max(s1 - s0 for _, _, s0, s1 in wins)
+    x = input_values.new_zeros((len(wins), longest))  # (windows, samples)
     m = attention_mask.new_zeros((len(wins), longest))
-    for i, (b, s0, s1) in enumerate(wins):
+    for i, (b, _, s0, s1) in enumerate(wins):
         x[i, : s1 - s0] = input_values[b, s0:s1]
         m[i, : s1 - s0] = 1
     win_logits = model(input_values=x, attention_mask=m).logits  # (windows, window frames, vocab)
-    out = win_logits.new_zeros((input_values.shape[0], width, win_logits.shape[-1]))
-    for i, (b, c0, k, off) in enumerate(pieces):
-        out[b, c0 : c0 + k] = win_logits[i, off : off + k]
+    out = win_logits.new_zeros((input_values.shape[0], max(n_frames), win_logits.shape[-1]))
+    for i, (b, window, _, _) in enumerate(wins):
+        out[b, window.keep_start : window.keep_end] = win_logits[i, window.keep_slice()]
     return out, torch.tensor(n_frames)
 
 
 def memory_logits(model, input_values: torch.Tensor, attention_mask: torch.Tensor,
-                  chunk: int, memory: int, right: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits as the engine computes them with attention memory (``WindowConfig.memory``): chunk
-    by chunk, each window holds its chunk and ``right`` frames of look-ahead, the positional conv
-    sees the real past frames, and every layer also attends to its own inputs for the last
-    ``memory`` frames (kept from earlier chunks, no gradient through them, as in Transformer-XL).
-    The utterances of the batch go through together, chunk after chunk.  Pre-LN models only.
+                  plan: StreamPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits as the engine computes them with attention memory (``WindowConfig.memory``), on the
+    transformers model so that dropout, SpecAugment and gradients are its own: window by window of
+    ``plan`` (each its chunk and ``plan.right_frames`` of look-ahead), the positional conv sees the
+    real past frames from ``plan.feature_start``, and every layer also attends to its own inputs for
+    the frames from ``plan.memory_start`` (kept from earlier chunks, no gradient through them, as in
+    Transformer-XL; the engine caches their keys and values, which are the same numbers).  The
+    utterances of the batch go through together, window after window.  Pre-LN models only.
 
     input_values: (batch, samples) normalised audio; attention_mask: (batch, samples) 1 = audio.
     Returns (logits (batch, frames, vocab), frame lengths (batch,)).
     """
-    from streaming.windows import num_frames  # the engine's own frame arithmetic
-
+    if not plan.memory:
+        raise ValueError("memory_logits needs a plan with attention memory")
     if not model.config.do_stable_layer_norm:
         raise ValueError("memory_logits supports pre-LN (do_stable_layer_norm) models")
     w2v, enc = model.wav2vec2, model.wav2vec2.encoder
-    n_frames = [num_frames(int(n)) for n in attention_mask.sum(-1).tolist()]
+    n_frames = [num_frames(int(n), plan.geometry) for n in attention_mask.sum(-1).tolist()]
     width = max(n_frames)
     valid = torch.arange(width)[None, :] < torch.tensor(n_frames)[:, None]  # (batch, frames)
     features = w2v.feature_extractor(input_values).transpose(1, 2)[:, :width]  # (batch, frames, conv_dim)
     x, _ = w2v.feature_projection(features)  # (batch, frames, hidden)
     x = w2v._mask_hidden_states(x, attention_mask=valid.long())  # SpecAugment time masks, as forward()
     x = x * valid[..., None]  # the engine's last window ends with the stream: zeros beyond, as padding
-    pad = enc.pos_conv_embed.conv.kernel_size[0] // 2
     heads = model.config.num_attention_heads
 
     def split(t: torch.Tensor) -> torch.Tensor:  # (batch, n, hidden) -> (batch, heads, n, head_dim)
         return t.view(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
 
-    mems: list[torch.Tensor | None] = [None] * len(enc.layers)  # per layer: (batch, mem, hidden)
+    # per layer: its inputs for the kept frames so far, [0, window start), without gradient
+    held = [x[:, :0].detach() for _ in enc.layers]  # (batch, frames, hidden) each
     out = []
-    for s in range(0, width, chunk):
-        e, kept = min(width, s + chunk + right), min(chunk, width - s)
-        p = min(pad, s)
-        h = enc.dropout(x[:, s:e] + enc.pos_conv_embed(x[:, s - p : e])[:, p:])  # (batch, window, hidden)
-        held = 0 if mems[0] is None else mems[0].shape[1]
-        keys = valid[:, s - held : e]  # (batch, mem + window)
+    for window in plan.windows(width):
+        start, end, first = window.frame_start, window.frame_end, plan.feature_start(window)
+        position = enc.pos_conv_embed(x[:, first:end])[:, start - first :]  # (batch, window, hidden)
+        h = enc.dropout(x[:, start:end] + position)  # (batch, window, hidden)
+        mem_start = plan.memory_start(window)
+        keys = valid[:, mem_start:end]  # (batch, mem + window)
         keys = keys | ~keys.any(-1, keepdim=True)  # rows past an utterance's end: anything, never NaN
         mask = keys[:, None, None, :]
         for i, layer in enumerate(enc.layers):
-            mem = mems[i]
-            context = h if mem is None else torch.cat([mem, h], dim=1)  # (batch, mem + window, hidden)
-            if memory:
-                new = h[:, :kept].detach()
-                mems[i] = (new if mem is None else torch.cat([mem, new], dim=1))[:, -memory:]
+            context = torch.cat([held[i][:, mem_start:start], h], dim=1)  # (batch, mem + window, hidden)
+            if plan.memory_frames:
+                held[i] = torch.cat([held[i], h[:, window.keep_slice()].detach()], dim=1)
             att = layer.attention
             normed = layer.layer_norm(context)
             q = split(att.q_proj(normed[:, context.shape[1] - h.shape[1] :]))
@@ -432,7 +435,7 @@ def memory_logits(model, input_values: torch.Tensor, attention_mask: torch.Tenso
                 dropout_p=att.dropout if model.training else 0.0)  # (batch, heads, window, head_dim)
             h = h + layer.dropout(att.out_proj(y.transpose(1, 2).reshape(h.shape)))
             h = h + layer.feed_forward(layer.final_layer_norm(h))
-        out.append(enc.layer_norm(h)[:, :kept])
+        out.append(enc.layer_norm(h)[:, window.keep_slice()])
     return model.lm_head(model.dropout(torch.cat(out, dim=1))), torch.tensor(n_frames)
 
 
@@ -644,18 +647,16 @@ def main(argv: list[str] | None = None) -> int:
                        and stream_rng.random() < args.stream_memory_share)
         if streamed:
             # as the engine streams: windows with limited context, so streaming WER follows offline WER
-            shape = [stream_rng.choice(choices) for choices in stream_shapes]
+            chunk, left, right = [stream_rng.choice(choices) for choices in stream_shapes]
+            if with_memory:  # the engine's default: past context as attention memory
+                plan = stream_plan(model.config, chunk, stream_rng.choice(stream_memories), right, memory=True)
+            else:
+                plan = stream_plan(model.config, chunk, left, right, memory=False)
             if step >= args.stream_running_norm_from_step:  # and scales the audio as it arrives
-                batch["input_values"] = running_normalize(batch["input_values"], batch["attention_mask"],
-                                                          shape[0], shape[2])
+                batch["input_values"] = running_normalize(batch["input_values"], batch["attention_mask"], plan)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                if with_memory:  # the engine's default: past context as attention memory
-                    chunk, _, right = shape
-                    logits, frame_lengths = memory_logits(model, batch["input_values"], batch["attention_mask"],
-                                                          chunk, stream_rng.choice(stream_memories), right)
-                else:
-                    logits, frame_lengths = windowed_logits(model, batch["input_values"], batch["attention_mask"],
-                                                            *shape)
+                streamed_logits = memory_logits if plan.memory else windowed_logits
+                logits, frame_lengths = streamed_logits(model, batch["input_values"], batch["attention_mask"], plan)
             loss = ctc_loss_from_logits(logits, frame_lengths, batch["labels"], model.config)
         else:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):

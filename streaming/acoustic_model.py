@@ -89,7 +89,7 @@ class AcousticModel:
         Then features of overlapping windows can be computed once and reused.
         GroupNorm checkpoints ("group") normalise over the whole input, so no.
         """
-        return self.info.feat_extract_norm == "layer"
+        return self._module.config.features_are_local
 
     def num_frames(self, num_samples: int) -> int:
         """Frames ``log_probs`` returns for ``num_samples`` samples (16000 -> 49)."""
@@ -137,7 +137,7 @@ class AcousticModel:
     @property
     def pos_context_frames(self) -> int:
         """Past frames the positional convolution reaches back: half its kernel (64 of 128)."""
-        return int(self._module.config.num_conv_pos_embeddings) // 2
+        return self._module.config.pos_context_frames
 
     @property
     def num_layers(self) -> int:

@@ -25,11 +25,13 @@ utterance, as the checkpoint's own feature extractor would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .arrays import AnyArray, FloatArray
 
-__all__ = ["NORMALIZATION_MODES", "RunningStats", "normalize_utterance"]
+__all__ = ["NORMALIZATION_MODES", "RunningStats", "normalize_utterance", "scale_running"]
 
 NORMALIZATION_MODES = ("running", "window", "none")
 
@@ -72,3 +74,32 @@ class RunningStats:
         var = max(self._sum_sq / self.count - mean * mean, 0.0)
         scaled: FloatArray = ((samples - mean) / np.sqrt(var + _EPS)).astype(np.float32)
         return scaled
+
+    def scale_new(self, samples: FloatArray) -> FloatArray:
+        """Count new samples in, then scale them with the statistics that now include them:
+        the ``running`` step, once per sample, when its first window is cut."""
+        self.update(samples)
+        return self.scale(samples)
+
+
+def scale_running(samples: FloatArray, ends: Sequence[int]) -> FloatArray:
+    """A whole stream under ``running`` normalisation: samples ``[ends[i-1], ends[i])`` are
+    scaled with the statistics of ``[0, ends[i])``, as they would be when the window that
+    first holds them is cut.  ``ends`` rise; samples after the last end stay as they are
+    (no window holds them).
+
+    [1, 3] first (mean 2, var 1), then [2, 6] with the statistics of all four (mean 3, var 3.5):
+
+    >>> x = np.array([1.0, 3.0, 2.0, 6.0], dtype=np.float32)
+    >>> [round(float(v), 4) for v in scale_running(x, [2, 4])]
+    [-1.0, 1.0, -0.5345, 1.6036]
+    """
+    out = samples.astype(np.float32, copy=True)
+    stats = RunningStats()
+    start = 0
+    for end in ends:
+        if end < start or end > samples.size:
+            raise ValueError(f"segment ends must rise within 0..{samples.size}, got {end} after {start}")
+        out[start:end] = stats.scale_new(out[start:end])
+        start = end
+    return out

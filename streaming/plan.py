@@ -21,6 +21,7 @@ from .windows import (
     Window,
     WindowConfig,
     chunk_ready,
+    num_frames,
     plan_window,
     seconds_to_frames,
 )
@@ -74,6 +75,48 @@ class StreamPlan:
     def first_needed_frame(self, next_index: int, *, grid: tuple[int, int] = (0, 0)) -> int:
         """First frame (conv features included) any window from chunk ``next_index`` on needs."""
         return max(0, self.chunk_start(next_index, grid) - self.left_frames - self.pos_context_frames)
+
+    def windows(self, total_frames: int) -> list[Window]:
+        """Every window of a stream known whole (``total_frames`` of it), in order.
+
+        >>> p = plan_stream(WindowConfig(chunk_s=1.0, left_context_s=0.4, right_context_s=0.2, memory=False),
+        ...                 FrameGeometry(), features_are_local=True, pos_context_frames=4, do_normalize=True)
+        >>> [(w.frame_start, w.keep_start, w.keep_end, w.frame_end) for w in p.windows(120)]
+        [(0, 0, 50, 60), (30, 50, 100, 110), (80, 100, 120, 120)]
+        """
+        chunks = -(-total_frames // self.chunk_frames)  # ceil: the last chunk may be short
+        return [self.window(k, total_frames) for k in range(chunks)]
+
+    def sample_range(self, window: Window, total_samples: int | None = None) -> tuple[int, int]:
+        """Samples ``[start, end)`` that go through the model for ``window``.
+
+        ``total_samples``: the stream's length once it is known.  Its last window
+        takes the tail too (< 1 hop): no frame needs those samples, but GroupNorm
+        convs normalise over every sample, as a full forward does.  Frames [100, 170)
+        of a stream of 54600 samples (170 frames and 120 samples more):
+
+        >>> p = plan_stream(WindowConfig(), FrameGeometry(), features_are_local=True, pos_context_frames=4,
+        ...                 do_normalize=True)
+        >>> w = Window(index=2, frame_start=100, frame_end=170, keep_start=100, keep_end=150)
+        >>> p.sample_range(w), p.sample_range(w, 54_600)
+        ((32000, 54480), (32000, 54600))
+        """
+        start, end = window.sample_range(self.geometry)
+        if total_samples is not None and window.frame_end == num_frames(total_samples, self.geometry):
+            end = total_samples
+        return start, end
+
+    def feature_start(self, window: Window) -> int:
+        """First conv-feature frame ``window`` needs: with attention memory the positional
+        conv also sees up to ``pos_context_frames`` real frames before the window
+        (frames [100, 170) with 4 -> 96; 0 without memory -> 100)."""
+        return max(0, window.frame_start - self.pos_context_frames)
+
+    def memory_start(self, window: Window) -> int:
+        """First frame whose keys and values ``window`` attends to from attention memory:
+        the window's frames attend to ``[memory_start, frame_start)`` as well as to their
+        own (frames [400, 470) with 300 frames of memory -> 100; frame 100 -> 0)."""
+        return max(0, window.frame_start - self.memory_frames)
 
 
 def plan_stream(

@@ -279,6 +279,22 @@ class Wav2Vec2Config:
         """Frames this model's conv stack yields for ``num_samples`` (see :func:`num_frames`)."""
         return num_frames(num_samples, self.conv_kernel, self.conv_stride)
 
+    def geometry(self, sample_rate: int = 16_000) -> FrameGeometry:
+        """How this conv stack maps samples to frames: hop 320, receptive field 400 for the standard one."""
+        return FrameGeometry(self.hop_samples, self.receptive_field_samples, sample_rate)
+
+    @property
+    def features_are_local(self) -> bool:
+        """True when a conv feature frame depends only on its own receptive field ("layer"
+        family), so overlapping windows can reuse features; GroupNorm ("group") normalises
+        each channel over the whole input."""
+        return self.feat_extract_norm == "layer"
+
+    @property
+    def pos_context_frames(self) -> int:
+        """Past frames the positional convolution reaches back: half its kernel (64 of 128)."""
+        return self.num_conv_pos_embeddings // 2
+
 
 def _as_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:

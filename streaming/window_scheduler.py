@@ -17,12 +17,12 @@ import numpy as np
 
 from .arrays import FloatArray
 from .errors import StreamStateError
-from .normalization import RunningStats, normalize_utterance
+from .normalization import RunningStats, normalize_utterance, scale_running
 from .plan import StreamPlan
 from .stitching import FeatureCache, WindowOutput, WindowRequest
 from .windows import Window, num_frames
 
-__all__ = ["StitchedFrames", "WindowScheduler"]
+__all__ = ["StitchedFrames", "WindowScheduler", "running_normalized"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +31,27 @@ class StitchedFrames:
 
     frames: FloatArray  # (chunk frames, vocab) log-probs, final: the stream's next frames
     lookahead: FloatArray  # (right frames, vocab) log-probs of the look-ahead, provisional
+
+
+def running_normalized(plan: StreamPlan, samples: FloatArray) -> FloatArray:
+    """A whole stream's samples as its scheduler scales them under ``running`` normalisation:
+    each once, with the statistics of the stream up to the end of the first window that
+    holds it (the training recipe feeds its streamed batches this way).
+
+    Windows of 0.2 s + 0.1 s look-ahead: the first 0.3 s are scaled with their own
+    statistics, and the quiet start comes out louder than a whole-utterance scaling makes it:
+
+    >>> from streaming.plan import plan_stream
+    >>> from streaming.windows import FrameGeometry, WindowConfig
+    >>> plan = plan_stream(WindowConfig(chunk_s=0.2, left_context_s=0.0, right_context_s=0.1, memory=False),
+    ...                    FrameGeometry(), features_are_local=True, pos_context_frames=0, do_normalize=True)
+    >>> x = np.concatenate([0.1 * np.sin(np.arange(8000)), np.sin(np.arange(8000))]).astype(np.float32)
+    >>> float(np.std(running_normalized(plan, x)[:4000])) > 2 * float(np.std(normalize_utterance(x)[:4000]))
+    True
+    """
+    total = samples.size
+    ends = [plan.sample_range(window, total)[1] for window in plan.windows(num_frames(total, plan.geometry))]
+    return scale_running(samples, ends)
 
 
 class WindowScheduler:
@@ -188,17 +209,12 @@ class WindowScheduler:
     def _request(self, window: Window) -> WindowRequest:
         plan = self.plan
         geometry = plan.geometry
-        start, end = window.sample_range(geometry)
-        if window.frame_end == self._total_frames:
-            # The last window takes the tail too (< 1 hop): no frame needs it, but
-            # GroupNorm convs normalise over every sample, as a full forward does.
-            end = self.total_samples
+        start, end = plan.sample_range(window, self.total_samples if self._total_frames is not None else None)
         if plan.normalization == "running" and end > self._scaled_upto:
             # Scale new samples once, with the statistics of the stream up to this
             # window's end: independent of how the client cut its blocks.
             seg = slice(self._scaled_upto - self._buf_start, end - self._buf_start)
-            self._stats.update(self._buf[seg])
-            self._buf[seg] = self._stats.scale(self._buf[seg])
+            self._buf[seg] = self._stats.scale_new(self._buf[seg])
             self._scaled_upto = end
         if not plan.reuse_features:
             samples = self._samples(start, end).copy()
@@ -206,9 +222,7 @@ class WindowScheduler:
                 samples = normalize_utterance(samples)
             return WindowRequest(self.stream_id, window, samples, window.frame_start)
         new_start = max(window.frame_start, min(self._features.end, window.frame_end))
-        # With attention memory the positional conv also needs features of up to
-        # pos_context_frames before the window (0 otherwise).
-        feature_start = max(0, window.frame_start - plan.pos_context_frames)
+        feature_start = plan.feature_start(window)
         cached = self._features.take(feature_start, new_start)
         samples = self._samples(geometry.frame_start_sample(new_start), end).copy()
         return WindowRequest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from train import (  # noqa: E402
     limit_conv_gradients,
     memory_logits,
     running_normalize,
+    stream_plan,
     stream_prob_at,
     stream_prob_schedule,
     windowed_logits,
@@ -52,7 +54,8 @@ def test_windows_covering_everything_give_the_full_forward_and_its_loss(model) -
     lengths = [9000, 6400]
     x, mask = _batch(lengths)
     with torch.no_grad():
-        logits, frame_lengths = windowed_logits(model, x, mask, chunk=7, left=1000, right=1000)
+        plan = stream_plan(model.config, 7, 500, 500, memory=False)  # 10 s either side: all of it
+        logits, frame_lengths = windowed_logits(model, x, mask, plan)
         for i, n in enumerate(lengths):
             full = model(input_values=x[i : i + 1, :n]).logits[0]
             assert int(frame_lengths[i]) == full.shape[0]
@@ -65,7 +68,7 @@ def test_windows_covering_everything_give_the_full_forward_and_its_loss(model) -
 
 def test_short_windows_change_the_logits_but_train(model) -> None:
     x, mask = _batch([9000, 6400])
-    logits, frame_lengths = windowed_logits(model, x, mask, chunk=5, left=3, right=2)
+    logits, frame_lengths = windowed_logits(model, x, mask, stream_plan(model.config, 5, 3, 2, memory=False))
     with torch.no_grad():
         full = model(input_values=x[:1, :9000]).logits[0]
     assert logits.shape[1] == full.shape[0] == int(frame_lengths[0])
@@ -73,6 +76,41 @@ def test_short_windows_change_the_logits_but_train(model) -> None:
     loss = ctc_loss_from_logits(logits, frame_lengths, torch.tensor([[5, 6], [7, -100]]), model.config)
     loss.backward()
     assert torch.isfinite(loss) and model.lm_head.weight.grad is not None
+
+
+@pytest.mark.parametrize(("chunk", "left", "right"), [(10, 15, 5), (7, 0, 3), (16, 30, 0)])
+def test_windowed_batches_compute_what_the_engine_streams(model, tmp_path, chunk, left, right) -> None:
+    """Training's recomputed-context windows give the engine's log-probs for the same plan."""
+    from tiny_models import write_tiny_checkpoint
+
+    from streaming import EndpointConfig, Engine, WindowConfig
+
+    path = write_tiny_checkpoint(tmp_path / "m", family="layer")
+    engine = Engine.load(path, lm=False, endpoint=EndpointConfig(enabled=False), normalization="none",
+                         window=WindowConfig(chunk * 0.02, left * 0.02, right * 0.02, memory=False))
+    plan = stream_plan(model.config, chunk, left, right, memory=False)
+    assert dataclasses.replace(plan, normalization="none") == engine.plan
+    lengths = [9000, 6400]
+    x, mask = _batch(lengths)
+    with torch.no_grad():
+        logits, frame_lengths = windowed_logits(model, x, mask, plan)
+    for i, n in enumerate(lengths):
+        rec = engine.new_stream(record_log_probs=True)
+        rec.accept_audio(x[i, :n].numpy())
+        rec.finish()
+        streamed = torch.from_numpy(rec.recorded_log_probs())
+        assert int(frame_lengths[i]) == streamed.shape[0]
+        torch.testing.assert_close(torch.log_softmax(logits[i, : streamed.shape[0]], dim=-1), streamed,
+                                   atol=2e-4, rtol=1e-4)
+
+
+def test_plans_the_engine_would_not_use_are_refused(tmp_path: Path) -> None:
+    from tiny_models import write_tiny_checkpoint
+
+    group = transformers.Wav2Vec2Config.from_pretrained(write_tiny_checkpoint(tmp_path, family="group"))
+    with pytest.raises(ValueError, match="memory=True"):
+        stream_plan(group, 10, 30, 5, memory=True)  # GroupNorm convs: the engine recomputes context instead
+    assert not stream_plan(group, 10, 30, 5, memory=False).memory
 
 
 def test_stream_prob_schedule_changes_the_share_at_the_given_steps() -> None:
@@ -97,10 +135,12 @@ def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, 
     engine = Engine.load(path, lm=False, endpoint=EndpointConfig(enabled=False), normalization="none",
                          window=WindowConfig(chunk * 0.02, memory * 0.02, right * 0.02, memory=True))
     assert engine.plan.memory
+    plan = stream_plan(model.config, chunk, memory, right, memory=True)
+    assert dataclasses.replace(plan, normalization="none") == engine.plan  # the engine's plan, not a copy
     lengths = [9000, 6400]
     x, mask = _batch(lengths)
     with torch.no_grad():
-        logits, frame_lengths = memory_logits(model, x, mask, chunk, memory, right)
+        logits, frame_lengths = memory_logits(model, x, mask, plan)
     for i, n in enumerate(lengths):
         rec = engine.new_stream(record_log_probs=True)
         rec.accept_audio(x[i, :n].numpy())
@@ -109,7 +149,7 @@ def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, 
         assert int(frame_lengths[i]) == streamed.shape[0]
         ours = torch.log_softmax(logits[i, : streamed.shape[0]], dim=-1)
         torch.testing.assert_close(ours, streamed, atol=2e-4, rtol=1e-4)
-    loss = ctc_loss_from_logits(memory_logits(model.train(), x, mask, chunk, memory, right)[0], frame_lengths,
+    loss = ctc_loss_from_logits(memory_logits(model.train(), x, mask, plan)[0], frame_lengths,
                                 torch.tensor([[5, 6], [7, -100]]), model.config)
     model.eval()
     loss.backward()
@@ -144,8 +184,11 @@ def test_running_normalize_scales_as_the_engine_does(tiny_layer_model: Path, spe
     assert not torch.isnan(scaled).any()
 
     x = torch.from_numpy(normalize_utterance(audio))[None]
+    hf = transformers.Wav2Vec2Config.from_pretrained(tiny_layer_model)
+    plan = stream_plan(hf, 25, 10, 10, memory=False)
+    assert plan == dataclasses.replace(engine.plan, reuse_features=True)
     ours = running_normalize(torch.cat([x, torch.zeros(1, 800)], dim=1), torch.cat(
-        [torch.ones_like(x, dtype=torch.long), torch.zeros(1, 800, dtype=torch.long)], dim=1), chunk=25, right=10)
+        [torch.ones_like(x, dtype=torch.long), torch.zeros(1, 800, dtype=torch.long)], dim=1), plan)
     torch.testing.assert_close(ours[0, : audio.shape[0]].double(), scaled, atol=2e-4, rtol=0)
     assert ours[0, audio.shape[0] :].abs().max() == 0  # padding stays zero
     assert (ours[0, :8000] - x[0, :8000]).abs().max() > 0.01  # the first windows differ from offline
@@ -165,7 +208,7 @@ def test_frozen_conv_layers_get_no_gradient_and_the_rest_still_train(tmp_path: P
     if path == "full":
         loss = model(input_values=x, attention_mask=mask, labels=labels).loss
     else:
-        logits, frame_lengths = memory_logits(model, x, mask, chunk=7, memory=10, right=2)
+        logits, frame_lengths = memory_logits(model, x, mask, stream_plan(model.config, 7, 10, 2, memory=True))
         loss = ctc_loss_from_logits(logits, frame_lengths, labels, model.config)
     loss.backward()
     assert asked == [False]
