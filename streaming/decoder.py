@@ -292,17 +292,24 @@ def _log_add(a: float, b: float) -> float:
     return b + math.log(1 + math.exp(a - b))
 
 
-def _search_frames(
-    log_probs: Any, vocab_size: int, token_min_logp: float, best: _FrameBest
-) -> list[tuple[list[float], set[int]]]:
-    """Check and renormalise a chunk, record its best tokens; per frame, its log-probs and
-    the tokens worth expanding, in the exact set pyctcdecode iterates (above token_min_logp,
-    and the argmax)."""
+def _accepted_chunk(final: Hypothesis | None, log_probs: Any, vocab_size: int, best: _FrameBest) -> AnyArray:
+    """The input guard of every stream's ``accept()`` (each decoder's, flashlight's too):
+    no frames after ``finalize()``, a ``(frames, vocab)`` float chunk, renormalised as
+    pyctcdecode prepares its input, its best tokens recorded for word confidences.
+    Returns the renormalised chunk (0 frames: nothing to decode)."""
+    if final is not None:
+        raise StreamStateError("accept() after finalize(): start a new stream")
     chunk = _check_log_probs(log_probs, vocab_size)
     if chunk.shape[0] == 0:
-        return []
+        return chunk
     chunk = _renormalize(chunk)  # (frames, vocab)
     best.extend(chunk)
+    return chunk
+
+
+def _search_frames(chunk: AnyArray, token_min_logp: float) -> list[tuple[list[float], set[int]]]:
+    """Per frame of an accepted chunk, its log-probs and the tokens worth expanding, in the
+    exact set pyctcdecode iterates (above token_min_logp, and the argmax)."""
     out = []
     for column in chunk:  # (vocab,)
         out.append((column.tolist(), set(np.where(column >= token_min_logp)[0].tolist()) | {int(column.argmax())}))
@@ -357,13 +364,7 @@ class GreedyStream:
         self._final: Hypothesis | None = None
 
     def accept(self, log_probs: AnyArray) -> None:
-        if self._final is not None:
-            raise StreamStateError("accept() after finalize(): start a new stream")
-        chunk = _check_log_probs(log_probs, len(self._labels))
-        if chunk.shape[0] == 0:
-            return
-        chunk = _renormalize(chunk)  # same confidences as the beam search
-        self._best.extend(chunk)
+        chunk = _accepted_chunk(self._final, log_probs, len(self._labels), self._best)  # as the beam search's
         for offset, token in enumerate(np.argmax(chunk, axis=1).tolist()):
             frame = self.frames + offset
             label = self._labels[token]
@@ -686,9 +687,8 @@ class BeamSearchStream:
     # -- decoding ------------------------------------------------------------------------
     def accept(self, log_probs: AnyArray) -> None:
         """Decode a chunk of frames ``(frames, vocab)``; each frame is decoded once."""
-        if self._final is not None:
-            raise StreamStateError("accept() after finalize(): start a new stream")
-        frames = _search_frames(log_probs, len(self._labels), self._config.token_min_logp, self._best)
+        chunk = _accepted_chunk(self._final, log_probs, len(self._labels), self._best)
+        frames = _search_frames(chunk, self._config.token_min_logp)
         for offset, (row, candidates) in enumerate(frames):
             self._step(self.frames + offset, row, candidates)
         self.frames += len(frames)
@@ -935,9 +935,8 @@ class GrammarStream:
         self.frames = 0
 
     def accept(self, log_probs: AnyArray) -> None:
-        if self._final is not None:
-            raise StreamStateError("accept() after finalize(): start a new stream")
-        frames = _search_frames(log_probs, len(self._labels), self._config.token_min_logp, self._best)
+        chunk = _accepted_chunk(self._final, log_probs, len(self._labels), self._best)
+        frames = _search_frames(chunk, self._config.token_min_logp)
         for offset, (row, likely) in enumerate(frames):
             self._step(self.frames + offset, row, likely)
         self.frames += len(frames)

@@ -59,11 +59,12 @@ from .decoder import (
     GrammarStream,
     Hypothesis,
     ScoredHypothesis,
+    _accepted_chunk,
     _check_log_probs,
     _FrameBest,
     _renormalize,
 )
-from .errors import LanguageModelError, StreamStateError
+from .errors import LanguageModelError
 from .grammar import Grammar
 from .language_model import LanguageModel, build_labels
 
@@ -226,13 +227,9 @@ class FlashlightStream:
     # -- decoding ------------------------------------------------------------------------
     def accept(self, log_probs: AnyArray) -> None:
         """Decode a chunk ``(frames, vocab)`` of log-probs; each frame is decoded once."""
-        if self._final is not None:
-            raise StreamStateError("accept() after finalize(): start a new stream")
-        chunk = _check_log_probs(log_probs, len(self._labels))
+        chunk = _accepted_chunk(self._final, log_probs, len(self._labels), self._best)  # as the Python decoder's
         if chunk.shape[0] == 0:
             return
-        chunk = _renormalize(chunk)  # (frames, vocab) as the Python decoder sees them
-        self._best.extend(chunk)
         emissions = self._emissions(chunk)
         pos = 0
         while pos < len(emissions):
