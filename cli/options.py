@@ -47,6 +47,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--hotword", action="append", default=[], metavar="WORD",
                      help="boost a word or phrase (repeatable)")
     dec.add_argument("--hotword-weight", type=float, default=_DECODER.hotword_weight)
+    dec.add_argument("--pyctcdecode-unknown-words", action="store_true",
+                     help="score words outside the LM's vocabulary as pyctcdecode does (KenLM <unk> + "
+                          "unk_score_offset) instead of by their spelling: output identical to "
+                          "pyctcdecode / Wav2Vec2ProcessorWithLM")
     dec.add_argument("--peek-beams", type=int, default=_DECODER.peek_beams, metavar="N",
                      help="beams that decode the look-ahead into a partial's provisional tail "
                           "(0: partials show only audio decoded for good, --right-context-s later)")
@@ -92,6 +96,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         greedy=args.greedy,
         peek_beams=args.peek_beams,
         decoder=args.decoder,
+        oov_word_logp=None if args.pyctcdecode_unknown_words else _DECODER.oov_word_logp,
     )
     engine = Engine.load(
         args.model,

@@ -187,6 +187,17 @@ class DecoderConfig:
     # or "flashlight" (flashlight-text's C++ search, lexicon-constrained with an LM, no
     # hotwords; streaming/flashlight_decoder.py).  Figures in docs/DECODERS.md.
     decoder: str = "pyctcdecode"
+    # Words outside the LM's unigrams (natural log): each costs oov_word_logp plus
+    # oov_char_logp per letter, the same while the word is being spelled (once it leaves
+    # the unigram trie) as when it completes, in place of pyctcdecode's KenLM <unk> score
+    # plus unk_score_offset.  Why: KenLM scores <unk> at log10 -100 when the ARPA lists
+    # none (the CMU trigram does not), so a completed unknown word cost ~150 nats while
+    # its partial cost 10: the search glued runs of unknown words into one to pay once
+    # ("go forver tain metrs" -> "go forvertanmetrs").  -8/-1 (a 6-letter unknown word
+    # costs 14) chosen on even held-out-speaker lines; docs/DECODERS.md has the sweep.
+    # None: pyctcdecode's scoring, bit for bit (the reference the tests compare with).
+    oov_word_logp: float | None = -8.0
+    oov_char_logp: float = -1.0
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -217,7 +228,9 @@ class DecoderConfig:
             raise ValueError(f"grammar_weight must be a finite number >= 0, got {self.grammar_weight}")
         if not math.isfinite(self.grammar_word_bonus):
             raise ValueError(f"grammar_word_bonus must be finite, got {self.grammar_word_bonus}")
-        for name in ("grammar_unk_logp", "grammar_unk_char_logp"):
+        if self.oov_word_logp is not None and not (-math.inf < self.oov_word_logp <= 0.0):
+            raise ValueError(f"oov_word_logp must be a finite log-prob in (-inf, 0] or None, got {self.oov_word_logp}")
+        for name in ("grammar_unk_logp", "grammar_unk_char_logp", "oov_char_logp"):
             value = getattr(self, name)
             if not (-math.inf < value <= 0.0):
                 raise ValueError(f"{name} must be a finite log-prob in (-inf, 0], got {value}")
@@ -615,7 +628,7 @@ class BeamSearchStream:
     ) -> None:
         self._labels = labels
         self._config = config
-        self._scorer = None if lm is None else lm.scorer
+        self._scorer = None if lm is None else lm.oov_scorer(config.oov_word_logp, config.oov_char_logp)
         self._hot = hotword_set(tuple(hotwords), config.hotword_weight)
         self._hot_weight = config.hotword_weight
         self._hot_words = self._hot.words

@@ -46,6 +46,7 @@ from pyctcdecode.constants import (
     DEFAULT_BETA,
     DEFAULT_SCORE_LM_BOUNDARY,
     DEFAULT_UNK_LOGP_OFFSET,
+    LOG_BASE_CHANGE_FACTOR,
 )
 from pyctcdecode.language_model import LanguageModel as _PyctcLanguageModel
 from pyctcdecode.language_model import load_unigram_set_from_arpa
@@ -158,6 +159,48 @@ def _emittable_chars(labels: Iterable[str]) -> frozenset[str]:
     return frozenset(label for label in labels if len(label) == 1 and label != " ")
 
 
+class _SpelledOovScorer(_PyctcLanguageModel):
+    """pyctcdecode's scorer, but a word outside the unigrams costs a spelling score.
+
+    In-vocabulary words score exactly as pyctcdecode scores them.  An unknown word costs
+    ``word_logp + char_logp * len(word)`` nats (plus beta, and the LM's end-of-sentence
+    score after it when it ends the segment); a partial word that is no prefix of any
+    unigram costs the same for the letters so far, so completing it adds nothing but
+    beta.  KenLM still advances its state over the word (as ``<unk>``), so the words after
+    it are scored in the same context as pyctcdecode scores them.
+
+    Example (``word_logp=-8, char_logp=-1``, alpha 0.5, beta 1): ``score_partial_token("xq")``
+    is -10.0; ``score(state, "xqzt")`` is (-8 - 4 + 1, state after <unk>) = -11.0.
+
+    Shares the KenLM model, unigram set and trie of ``base`` (no copy of the large parts).
+    """
+
+    def __init__(self, base: _PyctcLanguageModel, word_logp: float, char_logp: float) -> None:
+        # no super().__init__(): that would rebuild the 72k-word trie; take base's parts
+        self.__dict__.update(base.__dict__)
+        self.oov_word_logp = word_logp
+        self.oov_char_logp = char_logp
+
+    def _is_known(self, word: str) -> bool:
+        # the same test pyctcdecode's score() makes before adding unk_score_offset
+        return not (len(self._unigram_set) > 0 and word not in self._unigram_set or word not in self._kenlm_model)
+
+    def score_partial_token(self, partial_token: str) -> float:
+        if self._char_trie is not None and self._char_trie.has_node(partial_token):
+            return 0.0
+        return self.oov_word_logp + self.oov_char_logp * len(partial_token)
+
+    def score(self, prev_state: Any, word: str, is_last_word: bool = False) -> tuple[float, Any]:
+        if self._is_known(word):
+            score, state = super().score(prev_state, word, is_last_word=is_last_word)
+            return float(score), state
+        end_state = type(prev_state)()  # a fresh kenlm.State; BaseScore fills it in
+        self._kenlm_model.BaseScore(prev_state, word, end_state)
+        end = self._get_raw_end_score(end_state) if is_last_word else 0.0
+        spelled = self.oov_word_logp + self.oov_char_logp * len(word)
+        return self.alpha * end * LOG_BASE_CHANGE_FACTOR + self.beta + spelled, end_state
+
+
 class LanguageModel:
     """A loaded KenLM model with its unigrams and fusion weights; shared by all streams.
 
@@ -180,6 +223,7 @@ class LanguageModel:
         self._unigram_chars: Counter[str] | None = None
         # label tuples already checked (a decoder per hotword set must not rescan 500k words)
         self._fits: set[tuple[str, ...]] = set()
+        self._oov_scorers: dict[tuple[float, float], _PyctcLanguageModel] = {}
 
     # -- parameters ---------------------------------------------------------------------
     @property
@@ -207,6 +251,20 @@ class LanguageModel:
     def unigrams(self) -> frozenset[str]:
         """The words the LM scores as known (a lexicon for lexicon-constrained decoders)."""
         return self._unigrams
+
+    def oov_scorer(self, word_logp: float | None, char_logp: float) -> _PyctcLanguageModel:
+        """The scorer with unknown words costing ``word_logp + char_logp * letters`` (nats).
+
+        ``word_logp=None`` gives :attr:`scorer` itself (pyctcdecode's scoring).  Cached per
+        setting, so every stream of an engine shares one object (and its score caches).
+        """
+        if word_logp is None:
+            return self._scorer
+        key = (float(word_logp), float(char_logp))
+        scorer = self._oov_scorers.get(key)
+        if scorer is None:
+            scorer = self._oov_scorers[key] = _SpelledOovScorer(self._scorer, *key)
+        return scorer
 
     @property
     def num_unigrams(self) -> int:

@@ -43,6 +43,10 @@ WORDS = sorted(
     if line.count("\t") == 2 and line.split("\t")[1].isalpha()
 )
 
+# pyctcdecode's own scoring of out-of-vocabulary words: what the identity tests compare
+# (the default spells unknown words instead: test_unknown_words_cost_a_spelling_score).
+PYCTC: dict[str, Any] = {"oov_word_logp": None}
+
 UTTERANCES = [
     "the cat sat on the mat",
     "a dog ate the fish",
@@ -119,7 +123,8 @@ def test_identical_to_pyctcdecode_for_any_chunking(
         beam_width=24, beam_prune_logp=-10.0, token_min_logp=-5.0, hotword_weight=10.0, prune_history=prune_history
     )
     ref = references[use_lm].decode_beams(log_probs, hotwords=list(hotwords) or None, **settings_)[0]
-    decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=DecoderConfig(hotwords=hotwords, **settings_))
+    config = DecoderConfig(hotwords=hotwords, **settings_, **PYCTC)
+    decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=config)
     for chunk in (1, 7, 50, len(log_probs)):
         _, final = run_stream(decoder.new_stream(), log_probs, chunk)
         assert as_pyctc(final) == (ref[0], ref[2]), f"chunk={chunk}"
@@ -142,7 +147,7 @@ def test_identical_over_random_settings(lm: LanguageModel, references: dict) -> 
             hotword_weight=float(rng.choice([10.0, 2.5])),
         )
         ref = references[use_lm].decode_beams(log_probs, hotwords=list(hotwords) or None, **settings_)[0]
-        config = DecoderConfig(hotwords=hotwords, **settings_)  # type: ignore[arg-type]
+        config = DecoderConfig(hotwords=hotwords, **settings_, **PYCTC)  # type: ignore[arg-type]
         decoder = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=config)
         _, final = run_stream(decoder.new_stream(), log_probs, int(rng.choice([1, 2, 5, 50])))
         assert as_pyctc(final) == (ref[0], ref[2]), f"case {case}: {settings_}"
@@ -155,7 +160,8 @@ def test_alternatives_are_pyctcdecodes_beams(utterance: int, use_lm: bool, lm: L
     log_probs = make_log_probs(UTTERANCES[utterance], seed=utterance, noise=2.5)
     settings_: dict[str, Any] = dict(beam_width=24, prune_history=False)
     ref = references[use_lm].decode_beams(log_probs, **settings_)
-    stream = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=DecoderConfig(**settings_)).new_stream()
+    config = DecoderConfig(**settings_, **PYCTC)
+    stream = BeamSearchDecoder(VOCAB, lm=lm if use_lm else None, config=config).new_stream()
     _, final = run_stream(stream, log_probs, 7)
     alternatives = stream.alternatives(100)
     assert len(ref) >= 2 and len({a.text for a in alternatives}) == len(alternatives)  # distinct
@@ -172,6 +178,39 @@ def test_greedy_alternative_is_the_best_path() -> None:
     (only,) = stream.alternatives(20)
     assert only.text == stream.finalize().text
     assert only.score == pytest.approx(float(_renormalize(log_probs.astype(np.float64)).max(axis=1).sum()))
+
+
+def test_unknown_words_cost_a_spelling_score(lm: LanguageModel, references: dict) -> None:
+    """pyctcdecode glues two unknown words into one (one unknown-word price instead of two);
+    spelled unknown words keep the space the audio has and the known words around them."""
+    log_probs = make_log_probs("the zorb quix sat on the mat", seed=0, noise=0.5)
+    glued = references[True].decode(log_probs, beam_width=24)
+    assert "zorb" not in glued.split() and glued.endswith("sat on the mat a")  # "the zorbyquix sat ..."
+    stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=24)).new_stream()
+    stream.accept(log_probs)
+    words = stream.finalize().text.split()
+    assert words[:3] == ["the", "zorb", "quick"] and words[3:6] == ["sat", "on", "the"]
+
+
+def test_spelled_unknown_word_scores() -> None:
+    """Known words score exactly as pyctcdecode scores them; an unknown word costs
+    word + per-letter log-probs (plus beta), the same while spelled as when complete."""
+    lm = load_language_model(ARPA, VOCAB).with_params(alpha=0.5, beta=1.0)
+    spelled = lm.oov_scorer(-8.0, -1.0)
+    assert lm.oov_scorer(-8.0, -1.0) is spelled and lm.oov_scorer(None, -1.0) is lm.scorer
+    start = spelled.get_start_state()
+    for word in ("the", "cat", "mat"):
+        assert spelled.score(start, word) == lm.scorer.score(start, word)
+        assert spelled.score_partial_token(word[:2]) == 0.0
+    assert spelled.score_partial_token("xq") == -10.0
+    score, after = spelled.score(start, "xqzt")
+    assert score == -8.0 - 4.0 + 1.0
+    # the next word is scored in the state KenLM reaches over <unk>, as pyctcdecode does
+    assert spelled.score(after, "cat") == lm.scorer.score(lm.scorer.score(start, "xqzt")[1], "cat")
+    with pytest.raises(ValueError, match="oov_word_logp must be a finite log-prob"):
+        DecoderConfig(oov_word_logp=2.0)
+    with pytest.raises(ValueError, match="oov_char_logp must be a finite log-prob"):
+        DecoderConfig(oov_char_logp=float("nan"))
 
 
 def test_alpha_beta_overrides_match_pyctcdecode(lm: LanguageModel) -> None:
@@ -306,7 +345,7 @@ def test_stable_prefix_grows_on_clear_speech(lm: LanguageModel) -> None:
 def test_peek_leaves_the_stream_as_it_was(kind: str, use_lm: bool, lm: LanguageModel, references: dict) -> None:
     """Peeking at every chunk's look-ahead changes nothing decoded for good: the final is
     still pyctcdecode's, and each partial equals the one without peeking."""
-    config = DecoderConfig(beam_width=24, peek_beams=4)
+    config = DecoderConfig(beam_width=24, peek_beams=4, **PYCTC)
     for utterance, text in enumerate(UTTERANCES):
         log_probs = make_log_probs(text, seed=utterance)
         if kind == "beam":

@@ -59,7 +59,8 @@ def test_hf_folder_uses_attrs_and_matches_pyctcdecode_load_from_dir(tmp_path: Pa
     logits = rng.normal(0.0, 2.0, (60, len(VOCAB)))  # (frames, vocab)
     log_probs = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
     expected = reference.decode_beams(log_probs, beam_width=8, prune_history=True)[0]
-    stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=8)).new_stream()
+    # oov_word_logp=None: pyctcdecode's own scoring of unknown words (the default spells them)
+    stream = BeamSearchDecoder(VOCAB, lm=lm, config=DecoderConfig(beam_width=8, oov_word_logp=None)).new_stream()
     for start in range(0, 60, 9):
         stream.accept(log_probs[start : start + 9])
     final = stream.finalize()
