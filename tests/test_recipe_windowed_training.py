@@ -94,14 +94,19 @@ def test_windowed_batches_compute_what_the_engine_streams(model, tmp_path, chunk
     x, mask = _batch(lengths)
     with torch.no_grad():
         logits, frame_lengths = windowed_logits(model, x, mask, plan)
+    _assert_engine_streams(engine, x, lengths, logits, frame_lengths)
+
+
+def _assert_engine_streams(engine, x, lengths, logits, frame_lengths) -> None:
+    """Each utterance streamed through ``engine`` gives the batch's frames and log-probs."""
     for i, n in enumerate(lengths):
         rec = engine.new_stream(record_log_probs=True)
         rec.accept_audio(x[i, :n].numpy())
         rec.finish()
         streamed = torch.from_numpy(rec.recorded_log_probs())
         assert int(frame_lengths[i]) == streamed.shape[0]
-        torch.testing.assert_close(torch.log_softmax(logits[i, : streamed.shape[0]], dim=-1), streamed,
-                                   atol=2e-4, rtol=1e-4)
+        ours = torch.log_softmax(logits[i, : streamed.shape[0]], dim=-1)
+        torch.testing.assert_close(ours, streamed, atol=2e-4, rtol=1e-4)
 
 
 def test_plans_the_engine_would_not_use_are_refused(tmp_path: Path) -> None:
@@ -141,14 +146,7 @@ def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, 
     x, mask = _batch(lengths)
     with torch.no_grad():
         logits, frame_lengths = memory_logits(model, x, mask, plan)
-    for i, n in enumerate(lengths):
-        rec = engine.new_stream(record_log_probs=True)
-        rec.accept_audio(x[i, :n].numpy())
-        rec.finish()
-        streamed = torch.from_numpy(rec.recorded_log_probs())
-        assert int(frame_lengths[i]) == streamed.shape[0]
-        ours = torch.log_softmax(logits[i, : streamed.shape[0]], dim=-1)
-        torch.testing.assert_close(ours, streamed, atol=2e-4, rtol=1e-4)
+    _assert_engine_streams(engine, x, lengths, logits, frame_lengths)
     loss = ctc_loss_from_logits(memory_logits(model.train(), x, mask, plan)[0], frame_lengths,
                                 torch.tensor([[5, 6], [7, -100]]), model.config)
     model.eval()
