@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "recipe"))  # the recipe's modules import each oth
 sys.path.insert(0, str(ROOT / "tests"))
 
 import transformers  # noqa: E402
-from tiny_models import tiny_config  # noqa: E402
+from tiny_models import random_padded_batch, tiny_config  # noqa: E402
 from train import (  # noqa: E402
     ModelShape,
     build_config,
@@ -38,16 +38,6 @@ from train import (  # noqa: E402
     stream_plan,
     windowed_logits,
 )
-
-
-def _batch(lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    x = torch.zeros(len(lengths), max(lengths))
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for i, n in enumerate(lengths):
-        x[i, :n] = torch.randn(n, generator=gen)
-        mask[i, :n] = 1
-    return x, mask
 
 
 def _time(fn: Callable[[], object], reps: int) -> tuple[float, float]:
@@ -78,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training uses 1 on a shared box)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    x, mask = _batch([16000 * 6, 16000 * 5, 16000 * 4, 16000 * 3])
+    x, mask = random_padded_batch([16000 * 6, 16000 * 5, 16000 * 4, 16000 * 3])
     labels = torch.tensor([[5, 6, 7], [8, 9, 10], [5, 6, -100], [7, -100, -100]])
     configs = (("tiny", transformers.Wav2Vec2Config(**tiny_config("layer"))), ("en-small", build_config(ModelShape())))
     for name, config in configs:

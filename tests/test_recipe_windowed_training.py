@@ -11,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipe"))
+from tiny_models import random_padded_batch
 from train import (  # noqa: E402
     ctc_loss_from_logits,
     limit_conv_gradients,
@@ -35,16 +36,6 @@ def model(tmp_path_factory: pytest.TempPathFactory):
     return transformers.Wav2Vec2ForCTC.from_pretrained(path).eval()
 
 
-def _batch(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    x = torch.zeros(len(lengths), max(lengths))
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for i, n in enumerate(lengths):
-        x[i, :n] = torch.randn(n, generator=gen)
-        mask[i, :n] = 1
-    return x, mask
-
-
 def test_engine_frame_count_matches_the_model(model) -> None:
     for n in [400, 401, 719, 720, 1000, 16000, 16319, 16320, 33333]:
         assert num_frames(n) == int(model._get_feat_extract_output_lengths(torch.tensor(n)))
@@ -52,7 +43,7 @@ def test_engine_frame_count_matches_the_model(model) -> None:
 
 def test_windows_covering_everything_give_the_full_forward_and_its_loss(model) -> None:
     lengths = [9000, 6400]
-    x, mask = _batch(lengths)
+    x, mask = random_padded_batch(lengths)
     with torch.no_grad():
         plan = stream_plan(model.config, 7, 500, 500, memory=False)  # 10 s either side: all of it
         logits, frame_lengths = windowed_logits(model, x, mask, plan)
@@ -67,7 +58,7 @@ def test_windows_covering_everything_give_the_full_forward_and_its_loss(model) -
 
 
 def test_short_windows_change_the_logits_but_train(model) -> None:
-    x, mask = _batch([9000, 6400])
+    x, mask = random_padded_batch([9000, 6400])
     logits, frame_lengths = windowed_logits(model, x, mask, stream_plan(model.config, 5, 3, 2, memory=False))
     with torch.no_grad():
         full = model(input_values=x[:1, :9000]).logits[0]
@@ -91,7 +82,7 @@ def test_windowed_batches_compute_what_the_engine_streams(model, tmp_path, chunk
     plan = stream_plan(model.config, chunk, left, right, memory=False)
     assert dataclasses.replace(plan, normalization="none") == engine.plan
     lengths = [9000, 6400]
-    x, mask = _batch(lengths)
+    x, mask = random_padded_batch(lengths)
     with torch.no_grad():
         logits, frame_lengths = windowed_logits(model, x, mask, plan)
     _assert_engine_streams(engine, x, lengths, logits, frame_lengths)
@@ -143,7 +134,7 @@ def test_memory_batches_compute_what_the_engine_streams(model, tmp_path, chunk, 
     plan = stream_plan(model.config, chunk, memory, right, memory=True)
     assert dataclasses.replace(plan, normalization="none") == engine.plan  # the engine's plan, not a copy
     lengths = [9000, 6400]
-    x, mask = _batch(lengths)
+    x, mask = random_padded_batch(lengths)
     with torch.no_grad():
         logits, frame_lengths = memory_logits(model, x, mask, plan)
     _assert_engine_streams(engine, x, lengths, logits, frame_lengths)
@@ -198,7 +189,7 @@ def test_frozen_conv_layers_get_no_gradient_and_the_rest_still_train(tmp_path: P
 
     model = transformers.Wav2Vec2ForCTC.from_pretrained(write_tiny_checkpoint(tmp_path, family="layer")).train()
     limit_conv_gradients(model, 2)
-    x, mask = _batch([9000, 6400])
+    x, mask = random_padded_batch([9000, 6400])
     asked = []  # transformers' own request for the waveform's gradient shows on the first conv's input
     conv = model.wav2vec2.feature_extractor.conv_layers
     conv[0].register_forward_pre_hook(lambda module, inputs: asked.append(inputs[0].requires_grad))

@@ -22,7 +22,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_VOCAB", "tiny_config", "write_local_checkpoint", "write_tiny_checkpoint"]
+__all__ = [
+    "DEFAULT_VOCAB",
+    "random_padded_batch",
+    "tiny_config",
+    "write_local_checkpoint",
+    "write_tiny_checkpoint",
+]
 
 # The character vocabulary of the English fine-tunes (pad first, so blank id 0).
 DEFAULT_VOCAB: tuple[str, ...] = (
@@ -176,3 +182,16 @@ def write_local_checkpoint(path: str | Path, *, seed: int = 1) -> Path:
     preprocessor["do_normalize"] = False
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=1), encoding="utf-8")
     return folder
+
+
+def random_padded_batch(lengths: Sequence[int]) -> tuple[Any, Any]:
+    """A seeded batch of white-noise waveforms of these lengths: (values, attention mask), zero-padded."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, :n] = torch.randn(n, generator=gen)
+        mask[i, :n] = 1
+    return x, mask
