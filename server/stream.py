@@ -67,6 +67,7 @@ class StreamDriver:
         self._outputs: asyncio.Queue[tuple[list[WindowRequest], list[WindowOutput]]] = asyncio.Queue()
         self._decode_task: asyncio.Task[None] | None = None
         self._in_flight = 0  # windows submitted, not yet decoded
+        self._flushing = False  # eof or reset: the windows left go first (someone waits for their final)
         self._changed = asyncio.Condition()
         self._failure: BaseException | None = None
         self._notifiers: set[asyncio.Task[None]] = set()  # fail() wake-ups, kept until done
@@ -167,8 +168,12 @@ class StreamDriver:
 
         requests, events = await self._call_rec(run)
         self._emit(events)
-        self._submit(requests)
-        await self.wait_idle()
+        self._flushing = True
+        try:
+            self._submit(requests)
+            await self.wait_idle()
+        finally:
+            self._flushing = False
         # Anything produced after the last outputs (e.g. a Final made by finish()).
         self._emit(await self._call_rec(lambda rec: list(rec.events())))
 
@@ -215,7 +220,7 @@ class StreamDriver:
     def _submit(self, requests: list[WindowRequest]) -> None:
         if requests:
             self._in_flight += len(requests)
-            self._worker.submit(self, requests)
+            self._worker.submit(self, requests, urgent=self._flushing)
 
     async def _decode_loop(self) -> None:
         while True:

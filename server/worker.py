@@ -2,7 +2,9 @@
 
 Streams put ``(stream, WindowRequest)`` items on one asyncio queue.  The worker
 takes the first item, then keeps collecting until it has ``max_batch_size``
-windows or ``max_wait_ms`` have passed, runs ``Engine.run_windows`` on that
+windows or ``max_wait_ms`` have passed (urgent windows first: a stream's last
+windows after eof or a reset, whose final someone is waiting for; a batch holding
+one does not wait for more), runs ``Engine.run_windows`` on that
 batch in its own thread (torch releases the GIL, so the event loop keeps
 serving sockets), and hands each stream its outputs in order.  While a
 forward runs, new windows pile up in the queue, so under load batches fill
@@ -58,7 +60,10 @@ class BatchingWorker:
         self._max_wait = max_wait_s
         self._metrics = metrics
         self._window_seconds = window_seconds  # seconds of stream a window advances, for RTF
-        self._queue: asyncio.Queue[tuple[WindowSink, WindowRequest]] = asyncio.Queue()
+        # (0 urgent / 1 normal, arrival number, stream, window): urgent first, else in arrival order,
+        # so each stream's windows stay in order.
+        self._queue: asyncio.PriorityQueue[tuple[int, int, WindowSink, WindowRequest]] = asyncio.PriorityQueue()
+        self._arrivals = 0
         # One thread: forwards run one at a time and torch uses the cores inside each.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._task: asyncio.Task[None] | None = None
@@ -87,13 +92,15 @@ class BatchingWorker:
                 pass
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, stream: WindowSink, requests: Sequence[WindowRequest]) -> None:
+    def submit(self, stream: WindowSink, requests: Sequence[WindowRequest], *, urgent: bool = False) -> None:
+        """Queue a stream's windows, in order; ``urgent`` ones go before every normal one."""
         if self._death is not None:
             stream.fail(self._death)
             return
         self._streams.add(stream)
         for request in requests:
-            self._queue.put_nowait((stream, request))
+            self._arrivals += 1
+            self._queue.put_nowait((0 if urgent else 1, self._arrivals, stream, request))
         self._metrics.queue_depth.set(self._queue.qsize())
 
     async def _collect(self) -> list[tuple[WindowSink, WindowRequest]]:
@@ -106,6 +113,8 @@ class BatchingWorker:
                 continue
             except asyncio.QueueEmpty:
                 pass
+            if any(item[0] == 0 for item in batch):
+                break  # someone waits for this batch's final: no waiting for company
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -114,7 +123,7 @@ class BatchingWorker:
             except asyncio.TimeoutError:
                 break
         # Streams that went away while their windows waited cost nothing.
-        return [(stream, request) for stream, request in batch if not stream.closed]
+        return [(stream, request) for _, _, stream, request in batch if not stream.closed]
 
     async def _run(self) -> None:
         """The worker loop; if it ever dies, every stream is failed, none waits forever."""
@@ -136,7 +145,7 @@ class BatchingWorker:
             self._death = RuntimeError(f"batching worker died: {type(exc).__name__}")
             streams = list(self._streams)
             while not self._queue.empty():
-                streams.append(self._queue.get_nowait()[0])
+                streams.append(self._queue.get_nowait()[2])
             for stream in {id(s): s for s in streams}.values():
                 stream.fail(self._death)
 

@@ -10,7 +10,7 @@ takes tensors and configs only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,14 +144,20 @@ class AcousticModel:
         return int(self._module.config.num_hidden_layers)
 
     def log_probs_with_memory(
-        self, features: FloatArray, pos_context: int, memory: FloatArray | None
+        self,
+        features: FloatArray,
+        pos_context: int,
+        memory: FloatArray | None,
+        memory_lengths: Sequence[int] | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """A window whose past comes from cached keys and values instead of being recomputed.
 
         ``features``: (batch, pos_context + frames, feature_dim) conv features, the
         first ``pos_context`` frames only for the positional convolution;
         ``memory``: (batch, layers, mem, 2 * hidden) each layer's keys and values
-        for the ``mem`` frames before the window, or None.  Returns the window
+        for the ``mem`` frames before the window, or None; ``memory_lengths``: per item,
+        how many of the last ``mem`` frames are real (the rest is padding, masked; None:
+        all).  Returns the window
         frames' log-probs (batch, frames, vocab) and their keys and values
         (batch, layers, frames, 2 * hidden) float32: the memory of the next window.
         """
@@ -160,7 +166,7 @@ class AcousticModel:
         if memory is not None:
             mem = torch.from_numpy(np.ascontiguousarray(memory, dtype=np.float32)).to(self.device)
         with self._inference():
-            logits, keys_values = self._module.logits_with_memory(x, pos_context, mem)
+            logits, keys_values = self._module.logits_with_memory(x, pos_context, mem, memory_lengths)
             return self._to_log_probs(logits), keys_values.float().cpu().numpy()
 
     # ------------------------------------------------------------------ helpers

@@ -56,15 +56,31 @@ def _run_with_memory(
     new_features: list[FloatArray | None],
     outputs: list[WindowOutput | None],
 ) -> None:
-    """Windows with attention memory; one forward per group of equal shapes."""
-    groups: dict[tuple[int, int, int], list[int]] = {}
+    """Windows with attention memory; one forward per window length.
+
+    Streams of different ages hold memories of different lengths (for their first
+    ``left_context_s``): a group pads the shorter ones in front and masks the padding,
+    so every stream's windows of one length share a forward."""
+    groups: dict[tuple[int, int], list[int]] = {}
     for i, (req, feats) in enumerate(zip(requests, features)):
-        mem = 0 if req.memory is None else req.memory.shape[1]
-        groups.setdefault((feats.shape[0], req.pos_context, mem), []).append(i)
-    for (_, pos_context, mem), idx in groups.items():
+        groups.setdefault((feats.shape[0], req.pos_context), []).append(i)
+    for (_, pos_context), idx in groups.items():
         batch = np.stack([features[i] for i in idx])  # (batch, pos_context + frames, conv_dim)
-        memory = np.stack([requests[i].memory for i in idx]) if mem else None  # type: ignore[misc]
-        log_probs, keys_values = model.log_probs_with_memory(batch, pos_context, memory)
+        memories = [requests[i].memory for i in idx]
+        lengths = [0 if m is None else m.shape[1] for m in memories]
+        longest = max(lengths)
+        memory: FloatArray | None = None
+        padded: list[int] | None = None
+        if longest and len(idx) == 1:
+            memory = memories[0][None]  # type: ignore[index]
+        elif longest:
+            present = next(m for m in memories if m is not None)
+            memory = np.zeros((len(idx), present.shape[0], longest, present.shape[2]), dtype=np.float32)
+            for j, m in enumerate(memories):
+                if m is not None and m.shape[1]:
+                    memory[j, :, longest - m.shape[1] :] = m  # (layers, frames, 2 * hidden), right-aligned
+            padded = None if min(lengths) == longest else lengths
+        log_probs, keys_values = model.log_probs_with_memory(batch, pos_context, memory, padded)
         for j, i in enumerate(idx):
             outputs[i] = WindowOutput(log_probs[j], new_features[i], keys_values[j])
 

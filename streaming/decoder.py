@@ -68,7 +68,7 @@ from pyctcdecode.constants import MIN_TOKEN_CLIP_P
 from .arrays import AnyArray
 from .errors import StreamStateError, VocabularyError
 from .grammar import BOS, EOS, UNK, Grammar
-from .language_model import LanguageModel, build_labels
+from .language_model import PARTIAL_SCORES_LIMIT, LanguageModel, build_labels
 
 __all__ = [
     "DECODERS",
@@ -629,6 +629,8 @@ class BeamSearchStream:
         self._labels = labels
         self._config = config
         self._scorer = None if lm is None else lm.oov_scorer(config.oov_word_logp, config.oov_char_logp)
+        # partial word -> score, shared by every stream and segment of the engine
+        self._shared_partial = None if lm is None or self._scorer is None else lm.partial_scores(self._scorer)
         self._hot = hotword_set(tuple(hotwords), config.hotword_weight)
         self._hot_weight = config.hotword_weight
         self._hot_words = self._hot.words
@@ -687,8 +689,14 @@ class BeamSearchStream:
         if cached is None:
             cached = self._old_partial_scores.get(word_part)
         if cached is None:
-            if self._scorer is not None and word_part not in self._hot:
-                cached = float(self._scorer.score_partial_token(word_part))
+            shared, scorer = self._shared_partial, self._scorer
+            if shared is not None and scorer is not None and word_part not in self._hot:
+                cached = shared.get(word_part)
+                if cached is None:
+                    cached = float(scorer.score_partial_token(word_part))
+                    if len(shared) >= PARTIAL_SCORES_LIMIT:
+                        shared.clear()
+                    shared[word_part] = cached
             else:
                 cached = float(self._hot.score_partial_token(word_part))
         if len(self._partial_scores) >= _PARTIAL_CACHE_LIMIT:

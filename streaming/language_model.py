@@ -71,6 +71,10 @@ _SPECIAL_WORD = re.compile(r"^<.+>$")
 _MAX_UNSPELLABLE_FRACTION = 0.5
 
 
+# Partial words whose scores a LanguageModel.partial_scores cache keeps (~100 bytes each).
+PARTIAL_SCORES_LIMIT = 200_000
+
+
 @dataclass(frozen=True)
 class LanguageModelConfig:
     """Overrides for the scoring parameters stored with the LM (``None`` keeps them).
@@ -224,6 +228,8 @@ class LanguageModel:
         # label tuples already checked (a decoder per hotword set must not rescan 500k words)
         self._fits: set[tuple[str, ...]] = set()
         self._oov_scorers: dict[tuple[float, float], _PyctcLanguageModel] = {}
+        # per scorer (by id; each lives as long as this object): partial word -> its score
+        self._partial_scores: dict[int, dict[str, float]] = {}
 
     # -- parameters ---------------------------------------------------------------------
     @property
@@ -274,6 +280,15 @@ class LanguageModel:
     def scorer(self) -> _PyctcLanguageModel:
         """The pyctcdecode scorer; the decoder calls it so floats match pyctcdecode."""
         return self._scorer
+
+    def partial_scores(self, scorer: _PyctcLanguageModel) -> dict[str, float]:
+        """One cache of ``scorer.score_partial_token`` (the penalty of a word being spelled)
+        for every stream and segment of this LM: the score is pure in the partial word,
+        and each miss walks pyctcdecode's Python character trie.  ``scorer`` is
+        :attr:`scorer` or one of :meth:`oov_scorer`'s, which live as long as this object.
+        Dict operations are atomic under the GIL, so decode threads may share it; the
+        decoder empties it at ``PARTIAL_SCORES_LIMIT`` entries."""
+        return self._partial_scores.setdefault(id(scorer), {})
 
     @property
     def description(self) -> str:

@@ -443,8 +443,9 @@ class _SelfAttention(nn.Module):
         """(batch, n, hidden) -> (batch, n, 2 * hidden): keys, then values, of these frames."""
         return torch.cat([self.k_proj(x), self.v_proj(x)], dim=-1)
 
-    def forward(self, x: Tensor, keys_values: Tensor | None = None) -> Tensor:
-        """Queries from ``x``; keys and values from ``keys_values`` (default: ``x``'s own)."""
+    def forward(self, x: Tensor, keys_values: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """Queries from ``x``; keys and values from ``keys_values`` (default: ``x``'s own);
+        ``mask`` (batch, 1, 1, keys) bool: which keys each batch item may attend to."""
         batch, frames, hidden = x.shape
         head_dim = hidden // self.heads
 
@@ -457,8 +458,8 @@ class _SelfAttention(nn.Module):
             k, v = split(self.k_proj(x)), split(self.v_proj(x))  # (batch, heads, frames, head_dim)
         else:  # (batch, n, 2 * hidden) -> (batch, heads, n, head_dim) each
             k, v = split(keys_values[..., :hidden]), split(keys_values[..., hidden:])
-        # Default scale 1/sqrt(head_dim) is the one wav2vec2 uses; no mask (unpadded batch).
-        y = F.scaled_dot_product_attention(q, k, v)  # (batch, heads, frames, head_dim)
+        # Default scale 1/sqrt(head_dim) is the one wav2vec2 uses; a mask only hides padded memory.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (batch, heads, frames, head_dim)
         y = y.transpose(1, 2).reshape(batch, frames, hidden)  # (batch, frames, hidden)
         out: Tensor = self.out_proj(y)  # (batch, frames, hidden)
         return out
@@ -486,9 +487,16 @@ class _EncoderLayer(nn.Module):
         self.feed_forward = _FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, x: Tensor, memory: Tensor | None = None, keys_values: list[Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        keys_values: list[Tensor] | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
         """``memory``: this layer's keys and values for earlier frames (batch, mem, 2 * hidden),
-        attended to as well; ``keys_values``, when a list, gets those of ``x`` appended."""
+        attended to as well; ``keys_values``, when a list, gets those of ``x`` appended;
+        ``mask``: (batch, 1, 1, mem + frames) bool, False for padded memory frames."""
         attn_in = self.layer_norm(x) if self.pre_norm else x  # pre-LN (large-lv60 / XLSR) normalises first
         if memory is None and keys_values is None:
             y = self.attention(attn_in)  # (batch, frames, hidden)
@@ -496,7 +504,7 @@ class _EncoderLayer(nn.Module):
             kv = self.attention.keys_values(attn_in)  # (batch, frames, 2 * hidden)
             if keys_values is not None:
                 keys_values.append(kv)
-            y = self.attention(attn_in, kv if memory is None else torch.cat([memory, kv], dim=1))
+            y = self.attention(attn_in, kv if memory is None else torch.cat([memory, kv], dim=1), mask)
         out: Tensor
         if self.pre_norm:
             x = x + y  # (batch, frames, hidden)
@@ -519,19 +527,28 @@ class _Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._encode(x, 0, None, None)  # (batch, frames, hidden)
 
-    def _encode(self, x: Tensor, pos_context: int, memory: Tensor | None, keys_values: list[Tensor] | None) -> Tensor:
+    def _encode(
+        self,
+        x: Tensor,
+        pos_context: int,
+        memory: Tensor | None,
+        keys_values: list[Tensor] | None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
         """The encoder; appends each layer's keys and values to ``keys_values`` when it is a list."""
         x = x[:, pos_context:] + self.pos_conv_embed(x, pos_context)  # (batch, frames, hidden)
         if not self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
         for i, layer in enumerate(self.layers):
             mem = None if memory is None or memory.shape[2] == 0 else memory[:, i]
-            x = layer(x, mem, keys_values)  # (batch, frames, hidden)
+            x = layer(x, mem, keys_values, None if mem is None else mask)  # (batch, frames, hidden)
         if self.pre_norm:
             x = self.layer_norm(x)  # (batch, frames, hidden)
         return x
 
-    def forward_with_memory(self, x: Tensor, pos_context: int, memory: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward_with_memory(
+        self, x: Tensor, pos_context: int, memory: Tensor | None, memory_lengths: Sequence[int] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Encode ``x[:, pos_context:]``, attending also to earlier frames' cached keys and values.
 
         ``x``: (batch, pos_context + frames, hidden) projected features; the first
@@ -541,11 +558,20 @@ class _Encoder(nn.Module):
         for the ``mem`` frames just before ``x[:, pos_context:]``, or None.  Caching
         keys and values (not the layer inputs) means a window projects only its own
         frames: the past costs attention, not projections.
+        ``memory_lengths``: per batch item, how many of the last ``mem`` memory frames
+        are its own; the frames before them are padding that no query attends to
+        (streams of different ages share a forward).  None: all ``mem`` are.
         Returns the hidden states (batch, frames, hidden) and this call's keys and
         values (batch, layers, frames, 2 * hidden), the next call's memory.
         """
         keys_values: list[Tensor] = []
-        x = self._encode(x, pos_context, memory, keys_values)  # (batch, frames, hidden)
+        mask = None
+        if memory is not None and memory_lengths is not None:
+            mem, frames = memory.shape[2], x.shape[1] - pos_context
+            lengths = torch.tensor(list(memory_lengths), device=x.device)  # (batch,)
+            keys = torch.arange(mem + frames, device=x.device)  # (mem + frames,)
+            mask = (keys[None, :] >= mem - lengths[:, None])[:, None, None, :]  # (batch, 1, 1, mem + frames)
+        x = self._encode(x, pos_context, memory, keys_values, mask)  # (batch, frames, hidden)
         if not keys_values:
             return x, x.new_zeros((x.shape[0], 0, x.shape[1], 2 * x.shape[2]))
         return x, torch.stack(keys_values, dim=1)  # (batch, frames, hidden), (batch, layers, frames, 2 * hidden)
@@ -581,12 +607,12 @@ class Wav2Vec2CTC(nn.Module):
         return out
 
     def logits_with_memory(
-        self, features: Tensor, pos_context: int, memory: Tensor | None
+        self, features: Tensor, pos_context: int, memory: Tensor | None, memory_lengths: Sequence[int] | None = None
     ) -> tuple[Tensor, Tensor]:
         """Conv features (batch, pos_context + frames, conv_dim) -> CTC logits for the
         last ``frames`` and their layers' keys and values; see :meth:`_Encoder.forward_with_memory`."""
         x = self.feature_projection(features)  # (batch, pos_context + frames, hidden)
-        x, keys_values = self.encoder.forward_with_memory(x, pos_context, memory)
+        x, keys_values = self.encoder.forward_with_memory(x, pos_context, memory, memory_lengths)
         return self.lm_head(x), keys_values  # (batch, frames, vocab), (batch, layers, frames, 2 * hidden)
 
     def forward(self, waveforms: Tensor) -> Tensor:

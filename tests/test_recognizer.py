@@ -138,6 +138,44 @@ def test_batched_external_compute_equals_inline(tiny_layer_model, speech, memory
         assert [(type(e), e.segment, e.start) for e in got] == [(type(e), e.segment, e.start) for e in ref_events]
 
 
+def test_streams_of_different_ages_share_forwards(tiny_layer_model, speech):
+    """Attention memory: a stream that started a chunk later holds a shorter memory, yet
+    its windows join the older stream's forward (padded and masked), with the frames
+    its own forwards give."""
+    audio, rate = speech
+    engine = Engine.load(tiny_layer_model, lm=False, decoder=NARROW, window=WindowConfig(chunk_s=0.5))
+    inline = stream_all(engine, audio, rate, record_log_probs=True)[0].recorded_log_probs()
+    model = engine.model
+    forwards: list[int] = []
+    original = model.log_probs_with_memory
+
+    def counted(features, pos_context, memory, memory_lengths=None):  # type: ignore[no-untyped-def]
+        forwards.append(features.shape[0])
+        return original(features, pos_context, memory, memory_lengths)
+
+    model.log_probs_with_memory = counted  # type: ignore[method-assign]
+    streams = [engine.new_stream(inline=False, record_log_probs=True) for _ in range(2)]
+    lag = 8_000  # the second stream starts one chunk later
+    for i in range(0, audio.shape[0] + lag, 8_000):
+        if i < audio.shape[0]:
+            streams[0].accept_audio(audio[i : i + 8_000])
+        if i >= lag:
+            streams[1].accept_audio(audio[i - lag : i - lag + 8_000])
+        requests = [(s, r) for s in streams for r in s.take_windows()]
+        if requests:
+            outputs = engine.run_windows([r for _, r in requests])
+            for s in streams:
+                mine = [(r, o) for (owner, r), o in zip(requests, outputs) if owner is s]
+                if mine:
+                    s.accept_window_outputs([r for r, _ in mine], [o for _, o in mine])
+    assert max(forwards) == 2  # windows of both streams in one forward, their memories unequal
+    for s in streams:
+        s.finish()
+        while requests := s.take_windows():
+            s.accept_window_outputs(requests, engine.run_windows(requests))
+        np.testing.assert_allclose(s.recorded_log_probs(), inline, atol=1e-4)
+
+
 def test_any_sample_rate_and_int16(tiny_layer_model, espeak_wav):
     import soundfile as sf
 

@@ -266,3 +266,22 @@ def test_logits_with_memory_without_memory_equal_a_plain_forward(layer_pair) -> 
         assert torch.allclose(keys_values[:, 0], first.attention.keys_values(layer_input), atol=1e-5)
         empty = keys_values[:, :, :0]
         assert torch.allclose(lean.logits_with_memory(features, 0, empty)[0], logits, atol=1e-6)
+
+
+def test_memories_of_different_lengths_share_a_forward_behind_a_mask(layer_pair) -> None:
+    """Streams of different ages in one batch: the shorter memory padded in front and
+    masked gives what its stream's own forward gives."""
+    _, lean = layer_pair
+    with torch.inference_mode():
+        features = lean.conv_features(torch.randn(2, 12_000))  # (batch, frames, conv_dim)
+        _, past = lean.logits_with_memory(features, 0, None)  # (batch, layers, frames, 2 * hidden)
+        window = lean.conv_features(torch.randn(2, 4_000))
+        long_, short = past, past[:, :, -7:]
+        alone = [lean.logits_with_memory(window[b : b + 1], 0, m[b : b + 1]) for b, m in ((0, long_), (1, short))]
+        padded = long_.clone()
+        padded[1, :, : long_.shape[2] - 7] = 1e3  # padding: whatever it holds must not count
+        padded[1, :, long_.shape[2] - 7 :] = short[1]
+        logits, keys_values = lean.logits_with_memory(window, 0, padded, [long_.shape[2], 7])
+        for b in range(2):
+            assert torch.allclose(logits[b], alone[b][0][0], atol=1e-5)
+            assert torch.allclose(keys_values[b], alone[b][1][0], atol=1e-5)
