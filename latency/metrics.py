@@ -33,6 +33,7 @@ __all__ = [
     "ReceivedEvent",
     "budget_failures",
     "contained_words",
+    "after_eof_latency",
     "endpoint_latency",
     "final_latency",
     "hypothesis_timeline",
@@ -248,6 +249,29 @@ def endpoint_latency(events: Sequence[ReceivedEvent], speech_end: float, eof_t: 
     return with_text[-1].t - speech_end
 
 
+def after_eof_latency(events: Sequence[ReceivedEvent], eof_t: float | None) -> float | None:
+    """Seconds from the client's eof until the last Final with text, when the transcript
+    waited for eof (None when an endpoint made it final before, or no Final had text).
+
+    What the user of a push-to-talk or file upload waits for once the audio is over;
+    ``final_latency`` also counts the audio's own silence after the last word.
+
+    Worked example: eof sent at 3.0 s, finals "the cat" at 2.0 s and "sat down" at 3.4 s:
+    0.4 s.  Eof at 4.5 s (after the endpoint's final at 3.4 s): None.
+
+    >>> from streaming.events import Final
+    >>> f = lambda t, s: ReceivedEvent(t, Final(s, (), 0, 0.0, t, "finish"))
+    >>> round(after_eof_latency([f(2.0, "the cat"), f(3.4, "sat down")], 3.0), 3)
+    0.4
+    >>> after_eof_latency([f(2.0, "the cat"), f(3.4, "sat down")], 4.5) is None
+    True
+    """
+    with_text = [e for e in events if isinstance(e.event, Final) and e.event.text.strip()]
+    if not with_text or eof_t is None or with_text[-1].t < eof_t:
+        return None
+    return with_text[-1].t - eof_t
+
+
 @dataclass(frozen=True)
 class Revisions:
     """How often words a viewer already saw were taken back."""
@@ -355,6 +379,8 @@ class LevelSummary:
     errors: tuple[str, ...] = ()
     # end of speech -> the endpoint's final, without eof (needs trailing silence in the audio)
     endpoint_latency: dict[str, float | None] = field(default_factory=dict)
+    # eof sent -> the last final, when the transcript waited for eof
+    after_eof_latency: dict[str, float | None] = field(default_factory=dict)
 
 
 def summarize_level(
@@ -371,6 +397,7 @@ def summarize_level(
     delays: list[float | None] = []
     finals: list[float | None] = []
     endpoints: list[float | None] = []
+    after_eof: list[float | None] = []
     lags: list[float] = []
     missed = 0
     total = Revisions(0, 0, 0, 0)
@@ -385,6 +412,7 @@ def summarize_level(
         delays.extend(stream_delays)
         finals.append(final_latency(trace.events, speech_end))
         endpoints.append(endpoint_latency(trace.events, speech_end, trace.eof_t))
+        after_eof.append(after_eof_latency(trace.events, trace.eof_t))
         r = revisions(timeline)
         total = Revisions(
             total.words_shown + r.words_shown,
@@ -409,6 +437,7 @@ def summarize_level(
         compute_rtf=compute_rtf,
         errors=tuple(sorted({t.error for t in traces if t.error})),
         endpoint_latency=percentiles(endpoints),
+        after_eof_latency=percentiles(after_eof),
     )
 
 

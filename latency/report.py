@@ -15,6 +15,7 @@ from .metrics import (
     Budget,
     LevelSummary,
     StreamTrace,
+    after_eof_latency,
     endpoint_latency,
     final_latency,
     hypothesis_timeline,
@@ -90,6 +91,7 @@ class Report:
             "time_to_first_partial_s": time_to_first_partial(trace.events),
             "final_latency_s": final_latency(trace.events, self.speech_end),
             "endpoint_latency_s": endpoint_latency(trace.events, self.speech_end, trace.eof_t),
+            "after_eof_latency_s": after_eof_latency(trace.events, trace.eof_t),
             "partial_delays_s": [None if d is None else round(d, 4)
                                  for d in partial_delays(timeline, self.reference)],
             "events": [
@@ -120,7 +122,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     """One row per concurrency level; latencies in seconds as p50/p90/p99."""
     q = "/".join(f"p{p}" for p in PERCENTILES)
     header = ["streams", "ok", "failed", "dropped", f"first partial {q}", f"partial delay {q}",
-              f"final latency {q}", f"endpoint final {q}", f"reply lag {q}", "RTF", "cRTF", "revised", "budget"]
+              f"final latency {q}", f"endpoint final {q}", f"after eof {q}", f"reply lag {q}", "RTF", "cRTF", "revised", "budget"]
     rows = [header]
     levels = sorted(levels, key=lambda lv: lv.summary.concurrency)
     for level in levels:
@@ -134,6 +136,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
             _triple(s.partial_delay),
             _triple(s.final_latency),
             _triple(s.endpoint_latency),
+            _triple(s.after_eof_latency),
             _triple(s.reply_lag),
             "-" if s.rtf is None else f"{s.rtf:.3f}",
             "-" if s.compute_rtf is None else f"{s.compute_rtf:.3f}",
@@ -144,7 +147,7 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("(endpoint final: end of speech -> the endpoint's final, before eof; needs trailing silence, "
-                 "--trailing-silence-s)")
+                 "--trailing-silence-s; after eof: the client's eof -> the last final, when that waited for eof)")
     lines.append("(RTF: wall/audio seconds of the same streams sent flat out; cRTF: the server's "
                  "forward+decode seconds per audio second during the real-time run, from its /metrics)")
     lines.append(

@@ -133,6 +133,8 @@ def test_endpoint_latency_needs_the_last_words_before_eof() -> None:
     endpointed = StreamTrace(1, 2.5, events=events, eof_t=4.5)
     summary = summarize_level(2, [with_eof, endpointed], REF, speech_end=2.4)
     assert summary.endpoint_latency["n"] == 1 and summary.endpoint_latency["p50"] == pytest.approx(1.0)
+    # the stream whose last words waited for eof: 0.4 s after it; the endpointed one has none
+    assert summary.after_eof_latency["n"] == 1 and summary.after_eof_latency["p50"] == pytest.approx(0.4)
     padded = with_trailing_silence(np.zeros(16_000, dtype=np.float32), 1.5)
     assert padded.shape == (40_000,) and 0.0 < float(np.abs(padded[16_000:]).max()) < 0.02
     with pytest.raises(ValueError, match="--trailing-silence-s must be in 0..60 s, got -1"):
