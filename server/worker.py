@@ -3,8 +3,7 @@
 Streams put ``(stream, WindowRequest)`` items on one asyncio queue.  The worker
 takes the first item, then keeps collecting until it has ``max_batch_size``
 windows or ``max_wait_ms`` have passed (urgent windows first: a stream's last
-windows after eof or a reset, whose final someone is waiting for; a batch holding
-one does not wait for more), runs ``Engine.run_windows`` on that
+windows after eof or a reset, whose final someone is waiting for), runs ``Engine.run_windows`` on that
 batch in its own thread (torch releases the GIL, so the event loop keeps
 serving sockets), and hands each stream its outputs in order.  While a
 forward runs, new windows pile up in the queue, so under load batches fill
@@ -113,8 +112,6 @@ class BatchingWorker:
                 continue
             except asyncio.QueueEmpty:
                 pass
-            if any(item[0] == 0 for item in batch):
-                break  # someone waits for this batch's final: no waiting for company
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
