@@ -122,7 +122,8 @@ def format_table(levels: Sequence[LevelResult], budget: Budget) -> str:
     """One row per concurrency level; latencies in seconds as p50/p90/p99."""
     q = "/".join(f"p{p}" for p in PERCENTILES)
     header = ["streams", "ok", "failed", "dropped", f"first partial {q}", f"partial delay {q}",
-              f"final latency {q}", f"endpoint final {q}", f"after eof {q}", f"reply lag {q}", "RTF", "cRTF", "revised", "budget"]
+              f"final latency {q}", f"endpoint final {q}", f"after eof {q}", f"reply lag {q}",
+              "RTF", "cRTF", "revised", "budget"]
     rows = [header]
     levels = sorted(levels, key=lambda lv: lv.summary.concurrency)
     for level in levels:
