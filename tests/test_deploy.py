@@ -51,7 +51,11 @@ def test_image_script_builds_a_prefix_that_serves_a_mounted_model_and_drains(tmp
     assert sys.prefix != sys.base_prefix, "the tests run from the project's venv (scripts/setup.sh)"
     prefix = tmp_path / "opt-xlsr-stream"
     prefix.mkdir()
-    subprocess.run(["cp", "-al", sys.prefix, str(prefix / "venv")], check=True)
+    # The venv's real folder: cp -al of a symlinked .venv would copy the link, and the build
+    # would install its wheel over this venv's editable install.
+    subprocess.run(["cp", "-al", os.path.realpath(sys.prefix), str(prefix / "venv")], check=True)
+    entry_point = Path(sys.prefix) / "bin" / "xlsr-stream"
+    entry_point_before = entry_point.read_bytes()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(PIP_NO_INDEX="1", XLSR_TORCH_INDEX="")
     had_build_folder = (REPO / "build").exists()
@@ -67,6 +71,7 @@ def test_image_script_builds_a_prefix_that_serves_a_mounted_model_and_drains(tmp
     shipped = prefix / "models" / "en-small"
     assert (shipped / "model.safetensors").is_file() and (shipped / "language_model" / "attrs.json").is_file()
     assert had_build_folder or not (REPO / "build").exists()  # setuptools' scratch folder cleaned up
+    assert entry_point.read_bytes() == entry_point_before  # this .venv's own xlsr-stream untouched
 
     # "Mount" a model folder elsewhere, under another name, and serve it from a neutral cwd.
     mounted = tmp_path / "models" / "mounted-model"
