@@ -4,8 +4,8 @@ The recipe's streaming-shaped batches take their windows, running normalisation 
 memory from the engine's stream plan (``train.stream_plan``); this prints what one batch costs on
 a randomly initialised tiny model (the tests' 2 x 32 transformer) and on the recipe's en-small
 shape (6 x 256), bf16 autocast as training runs it, one thread.  The batch is 4 utterances of
-6, 5, 4 and 3 s (18 s of audio); the plans are the engine's defaults: 1 s chunks, 0.4 s
-look-ahead, 6 s of attention memory or 0.6 s of recomputed left context.
+6, 5, 4 and 3 s (18 s of audio); the plans are 1 s chunks (the recipe's streamed batches draw
+0.5 or 1 s), 0.4 s look-ahead, 6 s of attention memory or 0.6 s of recomputed left context.
 
 Usage:
     .venv/bin/python benchmarks/bench_recipe_streamed_forward.py [--reps 5] [--threads 1]

@@ -55,9 +55,9 @@ PROG = "xlsr-stream mic"
 
 # 100 ms blocks: short enough that a partial never waits on capture, long
 # enough that the per-block overhead (a thread hop, a websocket message) stays
-# negligible.  The engine's 1 s chunk dominates latency anyway.
+# negligible.  The engine's 0.6 s chunk dominates latency anyway.
 DEFAULT_BLOCK_S = 0.1
-# Backlog merged into one block at most: a second of audio is one model chunk,
+# Backlog merged into one block at most: about one or two model chunks,
 # and 1 s of int16 (32 kB) is far below any server's message limit.
 MAX_MERGE_S = 1.0
 

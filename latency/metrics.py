@@ -336,8 +336,9 @@ class Budget:
     """The latency a deployment promises its users; a concurrency level passes when it holds."""
 
     # A word must show up within this long after it was spoken.  The default
-    # engine decodes 1.0 s chunks with 0.4 s look-ahead, so a word waits up to
-    # 1.4 s for its window before compute and network; 2.5 s leaves ~1 s slack.
+    # engine decodes 0.6 s chunks with 0.4 s look-ahead, so a word waits up to
+    # 1.0 s for its window before compute and network; 2.5 s leaves slack for
+    # --chunk-s 1.0 (up to 1.4 s) too.
     partial_s: float = 2.5
     # The default endpointer closes a segment after 1.2 s of silence, decided
     # at chunk granularity (up to 1.4 s more); 4 s still reads as "right after".

@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         streamed = (step * args.stream_prob) % 1 + args.stream_prob >= 1 - 1e-9
         with torch.autocast("cpu", dtype=torch.bfloat16):
             if streamed:
-                # scaled for the engine's default windows (1 s chunks, 0.4 s look-ahead), then
-                # streamed with windows drawn from these
+                # normalised as the engine does it, then streamed with windows drawn from these
+                # (0.5 or 1 s chunks around the engine's 0.6 s default, 0.4 s look-ahead or less)
                 x = running_normalize(batch["input_values"], batch["attention_mask"], norm_plan)
                 plan = stream_plan(model.config, rng.choice([25, 50]), rng.choice([150, 300]), rng.choice([10, 20]),
                                    memory=True)

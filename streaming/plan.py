@@ -132,14 +132,14 @@ def plan_stream(
     """The plan for ``window`` settings on a model with these facts.
 
     The defaults on a local ("layer") model with a 4-frame positional context:
-    1 s chunks, 0.4 s look-ahead, 6 s of attention memory and no recomputed context:
+    0.6 s chunks, 0.4 s look-ahead, 6 s of attention memory and no recomputed context:
 
     >>> local = dict(features_are_local=True, pos_context_frames=4, do_normalize=True)
     >>> p = plan_stream(WindowConfig(), FrameGeometry(), **local)
     >>> p.chunk_frames, p.left_frames, p.right_frames, p.memory_frames, p.pos_context_frames
-    (50, 0, 20, 300, 4)
+    (30, 0, 20, 300, 4)
     >>> p.normalization, p.reuse_features, p.chunk_seconds
-    ('running', True, 1.0)
+    ('running', True, 0.6)
 
     Per-window normalisation rescales every sample in every window, so features
     cannot be reused, and memory falls back to 0.6 s of recomputed context:

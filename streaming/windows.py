@@ -129,16 +129,18 @@ def default_left_context_s(memory: bool) -> float:
 class WindowConfig:
     """Chunk size and context, in seconds (each a multiple of the 20 ms frame).
 
-    The defaults keep live captions quick (1 s chunks, 0.4 s look-ahead) and give
-    each chunk 6 s of past as attention memory, which costs about what 0.6 s of
-    recomputed context does; longer chunks and look-ahead suit transcripts
+    The defaults keep live captions quick (0.6 s chunks, 0.4 s look-ahead: words on
+    screen about half a second after they are spoken) and give each chunk 6 s of
+    past as attention memory, which costs about what 0.6 s of recomputed context
+    does.  1.0 s chunks cost less compute (1.3x offline rather than 1.6x) for twice
+    the partial delay; longer chunks and look-ahead suit transcripts
     (``--chunk-s 2.0 --right-context-s 1.0``).  The figures behind this, with the
-    command that measured them, are in docs/MEASUREMENTS.md.
+    commands that measured them, are in docs/DECODERS.md and docs/MEASUREMENTS.md.
     """
 
     # Output frames per window. Partials can't come faster than this, and every
     # window pays for its look-ahead (and recomputed left context) again.
-    chunk_s: float = 1.0
+    chunk_s: float = 0.6
     # Past audio the model sees. Attention is global, so frames that see less of
     # the past than a full forward does drift from it. With attention memory 6 s
     # cost no more than 0.6 s recomputed (docs/MEASUREMENTS.md); longer gains nothing.
@@ -166,7 +168,7 @@ class WindowConfig:
             seconds_to_frames(value, name=name)
 
     def frames(self, geometry: FrameGeometry = FrameGeometry()) -> tuple[int, int, int]:
-        """(chunk, left, right) in frames: defaults give (50, 300, 20)."""
+        """(chunk, left, right) in frames: defaults give (30, 300, 20)."""
         return (
             seconds_to_frames(self.chunk_s, geometry, name="chunk_s"),
             seconds_to_frames(self.left_context_s, geometry, name="left_context_s"),

@@ -264,7 +264,7 @@ def test_reset_closes_the_segment_and_keeps_going(tiny_layer_model, speech):
 @pytest.mark.parametrize("family", ["layer", "group"])
 def test_reset_decodes_all_audio_sent_before_it(tiny_layer_model, tiny_group_model, speech, inline, family):
     """A reset's final ends where the audio does, not at the last full chunk (issue 14):
-    2.3 s with 1 s chunks used to leave 1.3 s to the next segment."""
+    2.3 s (inside the fourth 0.6 s chunk) used to leave what follows the last full chunk to the next segment."""
     audio, rate = speech
     model = tiny_layer_model if family == "layer" else tiny_group_model
     engine = Engine.load(model, lm=False, endpoint=NO_ENDPOINTS, decoder=NARROW)

@@ -470,7 +470,7 @@ def test_browser_usable_credentials_and_the_token_is_never_logged(
 
 def test_reset_final_covers_all_audio_sent_before_it(engine: Engine, clips: list[tuple[np.ndarray, int]]) -> None:
     audio, rate = clips[0]
-    cut = int(2.3 * rate)  # inside the third 1 s chunk
+    cut = int(2.3 * rate)  # inside the fourth 0.6 s chunk
 
     async def scenario() -> list[dict]:
         async with serving(engine) as server:

@@ -94,7 +94,7 @@ def test_stitching_a_local_model_equals_the_full_forward(cfg, total, seed):
 
 
 def test_window_config_rejects_off_grid_and_out_of_range_values():
-    assert WindowConfig().frames() == (50, 300, 20)
+    assert WindowConfig().frames() == (30, 300, 20)
     with pytest.raises(ValueError, match="chunk_s 0.63 s is not a multiple of the 0.02 s frame"):
         WindowConfig(chunk_s=0.63)
     with pytest.raises(ValueError, match=r"right_context_s must be in 0.0..10.0 s, got -1"):
