@@ -83,9 +83,13 @@ class StreamPlan:
         ...                 FrameGeometry(), features_are_local=True, pos_context_frames=4, do_normalize=True)
         >>> [(w.frame_start, w.keep_start, w.keep_end, w.frame_end) for w in p.windows(120)]
         [(0, 0, 50, 60), (30, 50, 100, 110), (80, 100, 120, 120)]
+        >>> [(w.keep_start, w.keep_end) for w in p.windows(105)]  # the last window keeps its look-ahead
+        [(0, 50), (50, 105)]
         """
-        chunks = -(-total_frames // self.chunk_frames)  # ceil: the last chunk may be short
-        return [self.window(k, total_frames) for k in range(chunks)]
+        out = [self.window(0, total_frames)]
+        while out[-1].keep_end < total_frames:
+            out.append(self.window(len(out), total_frames))
+        return out
 
     def sample_range(self, window: Window, total_samples: int | None = None) -> tuple[int, int]:
         """Samples ``[start, end)`` that go through the model for ``window``.

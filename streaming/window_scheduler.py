@@ -144,6 +144,9 @@ class WindowScheduler:
             requests.append(self._request(window))
             self._next_request += 1
             self._in_flight += 1
+            if end is not None and window.keep_end == end and self._chunk_start(self._next_request) < end:
+                # It kept its look-ahead up to the end (plan_window): the next chunk starts there.
+                self._grid = (self._next_request, end)
             if plan.one_window_in_flight:
                 break
         self._trim_buffer()

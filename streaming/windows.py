@@ -206,7 +206,11 @@ def plan_window(
     """The window for chunk ``index`` given chunk/left/right sizes in frames.
 
     ``total_frames`` is where the audio to decode ends when that is known (after
-    ``finish()``, or a reset's flush point), else None (more audio will come).
+    ``finish()``, or a reset's flush point), else None (more audio will come).  Then a
+    chunk whose look-ahead reaches that end keeps the look-ahead frames as well: they
+    already see all the audio there is, and a further window for them alone would
+    compute them again (a short utterance's last window; a fifth of all windows on
+    short commands with 0.6 s chunks).  Such a window is the last one.
     ``grid`` is (first chunk index, its first frame) of the current chunk grid: a
     reset ends a chunk early, and the chunks after it start at its frame.
 
@@ -216,6 +220,8 @@ def plan_window(
     Window(index=3, frame_start=100, frame_end=220, keep_start=150, keep_end=200)
     >>> plan_window(3, 50, 50, 20, 180)    # last, short chunk at end of stream
     Window(index=3, frame_start=100, frame_end=180, keep_start=150, keep_end=180)
+    >>> plan_window(3, 50, 50, 20, 215)    # the stream ends in its look-ahead: it keeps all
+    Window(index=3, frame_start=100, frame_end=215, keep_start=150, keep_end=215)
     >>> plan_window(4, 50, 50, 20, None, grid=(4, 180))  # the first chunk after a reset at frame 180
     Window(index=4, frame_start=130, frame_end=250, keep_start=180, keep_end=230)
     """
@@ -223,8 +229,8 @@ def plan_window(
     keep_end = keep_start + chunk
     frame_end = keep_end + right
     if total_frames is not None:
-        keep_end = min(keep_end, total_frames)
         frame_end = min(frame_end, total_frames)
+        keep_end = total_frames if frame_end == total_frames else keep_end
     if keep_end <= keep_start:
         raise ValueError(f"chunk {index} starts at frame {keep_start}, past the stream's {total_frames} frames")
     return Window(index, max(0, keep_start - left), frame_end, keep_start, keep_end)

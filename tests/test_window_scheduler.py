@@ -61,3 +61,29 @@ def test_outputs_out_of_order_or_of_another_stream_are_refused() -> None:
     with pytest.raises(ValueError, match=r"expected \(frames, 3\)"):
         scheduler.accept_output(first, WindowOutput(np.zeros((10, 4), np.float32)))
     scheduler.accept_output(first, WindowOutput(_frame_numbers(0, 10)))  # nothing was lost
+
+
+@pytest.mark.parametrize("seconds", [0.3, 0.9, 1.1, 1.55, 2.0, 3.37])
+def test_the_last_window_keeps_the_look_ahead_that_reaches_the_end(seconds: float) -> None:
+    """After finish(), a chunk whose look-ahead reaches the end keeps those frames: no
+    further window recomputes them (a fifth of the windows of short commands did)."""
+    plan = plan_stream(WindowConfig(chunk_s=0.6, left_context_s=0.2, right_context_s=0.4, memory=False),
+                       FrameGeometry(), features_are_local=False, pos_context_frames=0, do_normalize=False)
+    scheduler = WindowScheduler(plan, stream_id=3, vocab_size=3)
+    total = int(seconds * 16_000)
+    frames, windows = [], []
+    scheduler.accept(np.zeros(total, np.float32))
+    scheduler.finish()
+    while requests := scheduler.take():
+        for request in requests:
+            w = request.window
+            windows.append(w)
+            frames.append(scheduler.accept_output(request, WindowOutput(_frame_numbers(w.frame_start, w.frame_end)))
+                          .frames[:, 0])
+    n = num_frames(total)
+    assert scheduler.done
+    np.testing.assert_array_equal(np.concatenate(frames), np.arange(n))
+    # every window but the last ends with its full look-ahead; the last ends with the audio
+    assert [w.frame_end - w.keep_end for w in windows[:-1]] == [plan.right_frames] * (len(windows) - 1)
+    assert windows[-1].frame_end == windows[-1].keep_end == n
+    assert len(windows) == -(-max(n - plan.right_frames, 1) // plan.chunk_frames)

@@ -21,9 +21,11 @@ sizes = st.tuples(st.integers(1, 80), st.integers(0, 80), st.integers(0, 40))
 
 
 def windows_for(total_frames: int, chunk: int, left: int, right: int):
-    k = 0
-    while k * chunk < total_frames:
-        yield plan_window(k, chunk, left, right, total_frames)
+    k, kept_to = 0, 0
+    while kept_to < total_frames:
+        w = plan_window(k, chunk, left, right, total_frames)
+        kept_to = w.keep_end
+        yield w
         k += 1
 
 
@@ -35,8 +37,17 @@ def test_kept_frames_tile_the_stream_exactly(cfg, total):
         assert w.frame_start <= w.keep_start < w.keep_end <= w.frame_end <= total
         assert w.keep_start - w.frame_start == min(left, w.keep_start)
         assert w.frame_end - w.keep_end == min(right, total - w.keep_end)
+        # a chunk keeps its own frames, and the last one also the look-ahead that reaches the end
+        kept_here = w.keep_end - w.keep_start
+        assert kept_here <= chunk or (w.keep_end == total and kept_here <= chunk + right)
         kept.extend(range(w.keep_start, w.keep_end))
     assert kept == list(range(total))
+    # one window per chunk, less one where the look-ahead of the one before reached the end
+    assert k_count(total, chunk, left, right) == -(-max(total - right, 1) // chunk)
+
+
+def k_count(total: int, chunk: int, left: int, right: int) -> int:
+    return sum(1 for _ in windows_for(total, chunk, left, right))
 
 
 @given(sizes, st.integers(1, 2_000))
