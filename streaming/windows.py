@@ -132,7 +132,7 @@ class WindowConfig:
     The defaults keep live captions quick (0.6 s chunks, 0.4 s look-ahead: words on
     screen about half a second after they are spoken) and give each chunk 6 s of
     past as attention memory, which costs about what 0.6 s of recomputed context
-    does.  1.0 s chunks cost less compute (1.3x offline rather than 1.6x) for twice
+    does.  1.0 s chunks cost less compute (1.1-1.15x offline rather than 1.4-1.55x) for twice
     the partial delay; longer chunks and look-ahead suit transcripts
     (``--chunk-s 2.0 --right-context-s 1.0``).  The figures behind this, with the
     commands that measured them, are in docs/DECODERS.md and docs/MEASUREMENTS.md.
