@@ -74,6 +74,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     ep.add_argument("--silence-after-word-s", type=float, default=_ENDPOINT.silence_after_word_s, metavar="S",
                     help="end a segment sooner when the best hypothesis ends in a complete (LM) word and "
                          "this much non-speech follows (Kaldi/vosk rule 2); 0: off (default: %(default)s)")
+    ep.add_argument("--endpoint-probe", action=argparse.BooleanOptionalAction, default=_ENDPOINT.probe_quiet_audio,
+                    help="between chunks, when the audio stays as quiet as the pause the model heard, decode up to "
+                         "now once an endpoint's silence is complete, instead of at the next chunk")
     ep.add_argument("--max-segment-s", type=float, default=_ENDPOINT.max_segment_s)
     ep.add_argument("--no-endpoints", action="store_true", help="one segment per stream")
 
@@ -111,6 +114,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
             silence_after_word_s=args.silence_after_word_s or None,
             max_segment_s=args.max_segment_s,
             enabled=not args.no_endpoints,
+            probe_quiet_audio=args.endpoint_probe,
         ),
         normalization=args.normalization,
     )

@@ -24,6 +24,15 @@ look-ahead frames (heard, not yet decoded for good): when they already complete
 rule 2's silence, the segment ends at once instead of a window later.  Its
 speech is all decoded by then (the silence runs from the decoded frames on into
 the look-ahead), and the rest of the silence opens the next segment.
+
+Between windows the model hears nothing new, so a rule that completes in the
+audio after the last window's look-ahead would wait for the next chunk (up to
+``chunk_s`` more).  :class:`QuietAudio` keeps each hop's loudness; when the
+audio since that window is as quiet as the pause the model heard before it, and
+the pause counted so far (model) plus since (loudness) completes rule 2b or 2,
+the recognizer *probes* (``probe_quiet_audio``): it decodes everything up to
+now at once, in one short window, and the model's frames decide as always.
+Loudness only chooses when to ask the model; it never closes a segment itself.
 """
 
 from __future__ import annotations
@@ -32,9 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrays import BoolArray
+from .arrays import BoolArray, FloatArray
 
-__all__ = ["WORD_END", "EndpointConfig", "Endpointer", "ends_in_word"]
+__all__ = ["WORD_END", "EndpointConfig", "Endpointer", "QuietAudio", "ends_in_word"]
 
 # scan()'s reason for rule 2b's candidate frame: close only if the hypothesis ends in a word.
 WORD_END = "word-end?"
@@ -56,6 +65,10 @@ class EndpointConfig:
     # Kaldi/vosk use 0.5 s; 0.6 s leaves the pauses inside a sentence (0.2-0.5 s)
     # alone while closing about 0.6 s sooner than rule 2.  None: rule 2 only.
     silence_after_word_s: float | None = 0.6
+    # Between windows, when the audio stays as quiet as the pause the model heard,
+    # decode up to now as soon as rule 2b's (or 2's) silence is complete instead of
+    # at the next chunk: the endpoint's final comes within a block of the silence.
+    probe_quiet_audio: bool = True
 
     def __post_init__(self) -> None:
         for name in ("silence_without_speech_s", "silence_after_speech_s", "max_segment_s"):
@@ -79,6 +92,34 @@ class Endpointer:
         word = config.silence_after_word_s
         self._rule2b = None if word is None else max(1, round(word / frame_seconds))
         self.reset()
+
+    def probe_due(self, silence: int, ends_in_word: bool) -> bool:
+        """Would ``silence`` frames of trailing non-speech (heard by the model or, past its
+        last window, by loudness) complete rule 2b (when the hypothesis ends in a word) or 2?
+
+        >>> ep = Endpointer(EndpointConfig(silence_after_speech_s=0.1, silence_after_word_s=0.06), 0.02)
+        >>> ep.scan(np.array([False]))
+        >>> ep.probe_due(3, True), ep.probe_due(3, False), ep.probe_due(5, False)
+        (True, False, True)
+        """
+        if not (self.config.enabled and self.config.probe_quiet_audio and self.has_speech):
+            return False
+        if ends_in_word and self._rule2b is not None and silence >= self._rule2b:
+            return True
+        return silence >= self._rule2
+
+    def trailing_with(self, ahead: BoolArray) -> int:
+        """Trailing non-speech frames counting the look-ahead's flags ``ahead`` after the
+        scanned ones (only the look-ahead's own when it holds speech).
+
+        >>> ep = Endpointer(EndpointConfig(), 0.02)
+        >>> ep.scan(np.array([False, True, True]))
+        >>> ep.trailing_with(np.array([True, True])), ep.trailing_with(np.array([True, False, True]))
+        (4, 1)
+        """
+        if ahead.all():
+            return self.trailing_silence + len(ahead)
+        return len(ahead) - 1 - int(np.flatnonzero(~ahead)[-1])
 
     def reset(self) -> None:
         self.frames = 0
@@ -157,6 +198,62 @@ class Endpointer:
             return False
         need = self._rule2 - self.trailing_silence
         return 0 < need <= len(silent) and bool(silent[:need].all())
+
+
+class QuietAudio:
+    """Loudness (mean square) of each hop of a stream's audio, to tell between windows
+    whether the pause the model heard goes on.
+
+    Hop ``i`` is samples ``[i * hop, (i + 1) * hop)``, on the model's frame grid.  A hop
+    is quiet when it is no louder than 6 dB over the pause's own level: the median of
+    the last 10 hops of the pause the model heard (``pause_frames``), or, in the first
+    0.4 s of a pause, which may still hold the end of its word, the 10th percentile of
+    the last 5 s when that is lower.  Speech starting again is 20 dB and more above
+    room noise.
+
+    >>> rng = np.random.default_rng(0)
+    >>> quiet = QuietAudio(320)
+    >>> quiet.accept(np.concatenate([0.3 * rng.standard_normal(16_000), 0.002 * rng.standard_normal(8_000)]))
+    >>> quiet.frames, quiet.quiet_from(70, pause_frames=20), quiet.quiet_from(40, pause_frames=0)
+    (75, True, False)
+    """
+
+    HISTORY_FRAMES = 250  # 5 s of hops kept
+    MIN_HISTORY_FRAMES = 25  # below this (0.5 s), nothing is known about the stream's pauses
+    MARGIN = 4.0  # mean square: 6 dB
+
+    def __init__(self, hop_samples: int) -> None:
+        self._hop = hop_samples
+        self._carry = np.zeros(0, dtype=np.float32)  # samples of the hop not yet complete
+        self._levels = np.zeros(0, dtype=np.float64)  # hops [_start, frames)
+        self._start = 0
+
+    @property
+    def frames(self) -> int:
+        """Complete hops so far."""
+        return self._start + self._levels.size
+
+    def accept(self, samples: FloatArray) -> None:
+        data = np.concatenate([self._carry, samples]) if self._carry.size else samples
+        whole = data.size // self._hop * self._hop
+        self._carry = data[whole:].copy()
+        if whole:
+            hops = data[:whole].reshape(-1, self._hop).astype(np.float64)
+            levels = np.concatenate([self._levels, np.mean(hops * hops, axis=1)])
+            drop = max(0, levels.size - self.HISTORY_FRAMES)
+            self._levels, self._start = levels[drop:], self._start + drop
+
+    def quiet_from(self, frame: int, *, pause_frames: int) -> bool:
+        """True when hops ``[frame, frames)`` (at least one) are all quiet; the model heard
+        ``pause_frames`` of the pause before ``frame``."""
+        first = frame - self._start
+        if not 0 <= first < self._levels.size or self._levels.size < self.MIN_HISTORY_FRAMES:
+            return False
+        heard = self._levels[max(0, first - min(pause_frames, 10)) : first]
+        floor = float(np.median(heard)) if heard.size else np.inf
+        if pause_frames < 20:  # the pause's first hops may still hold the end of the word
+            floor = min(floor, float(np.percentile(self._levels, 10)))
+        return bool(np.all(self._levels[first:] <= self.MARGIN * floor + 1e-12))
 
 
 def ends_in_word(text: str, lexicon: frozenset[str] | None) -> bool:

@@ -11,7 +11,8 @@ Data flow of one stream::
       -> acoustic model, batched across streams (batched_forward.py, acoustic_model.py)
       -> stitched frames: each window's chunk (window_scheduler.py, stitching.py)
       -> incremental CTC beam search with an n-gram LM (decoder.py)
-      -> endpointing on trailing non-speech frames (endpointing.py)
+      -> endpointing on trailing non-speech frames (endpointing.py); between
+         chunks, a pause that goes on in quiet audio is decoded at once (a probe)
       -> Partial / Final events (events.py)
 
 The recognizer does no I/O and starts no threads.  With ``inline=True`` it
@@ -36,7 +37,7 @@ from .arrays import AnyArray, BoolArray, FloatArray
 from .audio import StreamResampler, as_float32_mono, check_float_amplitude, validate_sample_rate
 from .batched_forward import run_windows
 from .decoder import DecodedWord, DecoderConfig, DecoderStream, Hypothesis, build_decoder
-from .endpointing import WORD_END, EndpointConfig, Endpointer, ends_in_word
+from .endpointing import WORD_END, EndpointConfig, Endpointer, QuietAudio, ends_in_word
 from .errors import AudioError, StreamStateError
 from .events import Alternative, Event, Final, Partial, Word
 from .grammar import Grammar, compile_grammar
@@ -253,6 +254,15 @@ class Recognizer:
         self._closed = False
         self._events: list[Event] = []
         self._endpointer = Endpointer(engine.endpoint, self._geo.frame_seconds)
+        probing = engine.endpoint.enabled and engine.endpoint.probe_quiet_audio
+        self._quiet = QuietAudio(self._geo.hop_samples) if probing else None
+        # Where the model's newest window ended (its look-ahead included) and the trailing
+        # non-speech it heard there: a probe extends that pause with quiet audio.  None: no
+        # window since the last probe or segment end.
+        self._probe_from: int | None = None
+        self._probe_pause = 0
+        self._probe_word: bool | None = None  # does that window's hypothesis end in a word (asked once)
+        self._flush_resets = False  # the pending flush is a reset's (else a probe's)
         self._stream: DecoderStream = self._new_decoder_stream()
         self._segment = 0
         self._segment_start = 0  # global frame where the open segment began
@@ -289,9 +299,13 @@ class Recognizer:
         if samples.dtype != np.int16 and self._plan.normalization == "running":
             # One int16-scale block would swamp the statistics that scale the rest of the stream.
             check_float_amplitude(block)
-        self._windows.accept(self._resampler.process(block))
+        audio = self._resampler.process(block)
+        if self._quiet is not None:
+            self._quiet.accept(audio)
+        self._windows.accept(audio)
         if self.inline:
             self._run_inline()
+        self._probe()
 
     def finish(self) -> None:
         """End of audio: decode everything left; the last event is a Final ("finish")."""
@@ -314,6 +328,7 @@ class Recognizer:
         """
         if self._closed:
             raise StreamStateError("reset() after the stream was finished")
+        self._flush_resets = True
         self._windows.flush()
         if self.inline:
             self._run_inline()
@@ -368,6 +383,8 @@ class Recognizer:
                 self._close_segment("silence")  # the look-ahead heard the endpoint's silence
             elif self._endpointer.word_end_ahead(ahead) and self._ends_in_word():
                 self._close_segment("silence")  # rule 2b, its silence completed by the look-ahead
+            self._probe_from = self._decoded_frames + self._lookahead.shape[0]
+            self._probe_pause, self._probe_word = self._endpointer.trailing_with(ahead), None
         self._end_flush()
         self._emit_partial()
         self._maybe_close()
@@ -384,9 +401,32 @@ class Recognizer:
             self.accept_window_outputs(requests, self.engine.run_windows(requests))
 
     def _end_flush(self) -> None:
-        """Close a reset's segment once every frame before its flush point is decoded."""
-        if self._windows.end_flush():
+        """Close a reset's segment once every frame before its flush point is decoded
+        (a probe's flush leaves that to the endpointer)."""
+        if self._windows.end_flush() and self._flush_resets:
+            self._flush_resets = False
             self._close_segment("reset")
+
+    def _probe(self) -> None:
+        """Between chunks: when the audio since the model's last window is quiet and the
+        pause it extends completes an endpoint rule, decode everything up to now at once
+        (one short window) instead of waiting up to a chunk; the model's frames decide."""
+        start = self._probe_from
+        if start is None or self._quiet is None or not self._windows.idle:
+            return
+        pause = self._probe_pause + num_frames(self._windows.total_samples, self._geo) - start
+        if not self._endpointer.probe_due(pause, ends_in_word=True):  # the shortest rule first: cheap
+            return
+        if not self._quiet.quiet_from(start, pause_frames=self._probe_pause):
+            return
+        if self._probe_word is None:
+            self._probe_word = self._ends_in_word(self._lookahead)
+        if not self._endpointer.probe_due(pause, ends_in_word=self._probe_word):
+            return
+        self._probe_from = None  # once per window
+        self._windows.flush()
+        if self.inline:
+            self._run_inline()
 
     def _decode(self, log_probs: FloatArray) -> None:
         """Feed stitched frames to the decoder, cutting segments at endpoints."""
@@ -405,8 +445,9 @@ class Recognizer:
             elif self._ends_in_word():
                 self._close_segment("silence")  # rule 2b: the speaker stopped after a whole word
 
-    def _ends_in_word(self) -> bool:
-        """Rule 2b's question to the decoder: does the best hypothesis end in a complete word?"""
+    def _ends_in_word(self, ahead: FloatArray | None = None) -> bool:
+        """Rule 2b's question to the decoder: does the best hypothesis (with the look-ahead
+        frames ``ahead`` decoded provisionally) end in a complete word?"""
         # (a grammar search only spells its own words or [unk]: any last word is whole)
         lm = self.engine.language_model if self._use_lm and self._grammar is None else None
         lexicon: frozenset[str] | None = None
@@ -414,7 +455,8 @@ class Recognizer:
             lexicon = lm.unigrams | {w for h in self._hotwords for w in h.split()} if self._hotwords else lm.unigrams
         # The best beam may still be spelling a word that the LM scores only once it is closed
         # (a partial "do fom" that finalize() turns into "do for"): ask with it closed.
-        return ends_in_word(self._stream.peek(self._closing).text, lexicon)
+        frames = self._closing if ahead is None or not ahead.shape[0] else np.concatenate([ahead, self._closing])
+        return ends_in_word(self._stream.peek(frames).text, lexicon)
 
     def _silent(self, log_probs: FloatArray) -> BoolArray:
         """Per frame: is the most likely token the blank or the word delimiter?"""
@@ -465,6 +507,7 @@ class Recognizer:
             self._segment += 1
         self._stream = self._new_decoder_stream()
         self._endpointer.reset()
+        self._probe_from = None
         self._segment_start = self._decoded_frames
         self._last_partial = None
 

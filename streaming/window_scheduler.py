@@ -94,8 +94,9 @@ class WindowScheduler:
         self._total_frames = num_frames(self.total_samples, self.plan.geometry)
 
     def flush(self) -> None:
-        """A reset: every frame of the audio so far goes out, the last window without
-        the look-ahead it would have waited for; the chunk grid restarts there."""
+        """Every frame of the audio so far goes out, the last window without the
+        look-ahead it would have waited for; the chunk grid restarts there (a reset,
+        or an endpoint probe between chunks)."""
         self._flush_to = num_frames(self.total_samples, self.plan.geometry)
 
     def end_flush(self) -> bool:
@@ -105,6 +106,15 @@ class WindowScheduler:
         self._grid = (self._next_request, self._flush_to)
         self._flush_to = None
         return True
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight or ready to hand out, no flush pending, the end not known: until
+        more audio comes, the model has heard every window it is going to."""
+        if self._in_flight or self._flush_to is not None or self._total_frames is not None:
+            return False
+        available = num_frames(self.total_samples, self.plan.geometry)
+        return not self.plan.ready(self._next_request, available, grid=self._grid)
 
     @property
     def memory(self) -> FloatArray | None:

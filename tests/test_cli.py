@@ -117,9 +117,10 @@ def test_decoder_and_word_end_options_reach_the_engine(tiny_layer_model, espeak_
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
     args = parser.parse_args(["--model", str(tiny_layer_model), "--lm", str(FIXTURES / "tiny.arpa"),
-                              "--decoder", "flashlight", "--silence-after-word-s", "0"])
+                              "--decoder", "flashlight", "--silence-after-word-s", "0", "--no-endpoint-probe"])
     engine = engine_from_args(args)
     assert engine.decoder_config.decoder == "flashlight" and engine.endpoint.silence_after_word_s is None
+    assert not engine.endpoint.probe_quiet_audio
     assert type(engine.new_decoder_stream()).__name__ == "FlashlightStream"
     argv = ["transcribe", str(espeak_wav), "--model", str(tiny_layer_model), "--json", "--decoder", "flashlight",
             "--lm", str(FIXTURES / "tiny.arpa")]

@@ -96,6 +96,30 @@ def test_never_cuts_inside_a_word(engines: dict[tuple[str, float], Engine]) -> N
             assert pause_start - 0.5 < first.end  # after the first sentence (its own tail is silence)
 
 
+def test_a_probe_sends_the_final_within_a_block_of_the_silence(engines: dict[tuple[str, float], Engine]) -> None:
+    """Between chunks the model hears nothing new; in quiet audio a probe decodes up to
+    now as soon as rule 2b's 0.6 s are complete.  Without it the final waits for the next
+    0.6 s chunk and its 0.4 s look-ahead.  Every phase of the chunk grid (a lead-in of room
+    noise shifts it): the same finals, each within 0.6 s + a 0.1 s block (+ 3 frames) of the
+    end of its last word."""
+    base = engines["word", 1.0]
+    probe, wait = (Engine(base.model, language_model=base.language_model, endpoint=EndpointConfig(probe_quiet_audio=on))
+                   for on in (True, False))
+    audio, _ = _with_pause(1.6)
+    delays: dict[bool, list[float]] = {True: [], False: []}
+    for lead_s in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+        lead = np.random.default_rng(2).normal(0.0, 0.002, int(lead_s * RATE)).astype(np.float32)
+        on, off = _stream(probe, np.concatenate([lead, audio])), _stream(wait, np.concatenate([lead, audio]))
+        assert [(f.text, f.reason) for _, f in on] == [(f.text, f.reason) for _, f in off]
+        assert all(f.reason == "silence" for _, f in on)
+        for (t_on, f_on), (t_off, f_off) in zip(on, off):
+            assert t_on <= t_off
+            delays[True].append(t_on - f_on.words[-1].end)
+            delays[False].append(t_off - f_off.words[-1].end)
+    assert max(delays[True]) <= 0.6 + 0.1 + 0.06
+    assert max(delays[False]) > 1.0  # what the probe saves, at the worst phase
+
+
 def test_a_segment_without_speech_says_nothing(engines: dict[tuple[str, float], Engine]) -> None:
     """Room noise alone: the LM's word bonus can spell a letter out of it, but no frame's best
     token was a letter, so the segment's final is empty (and the speech before it keeps its text)."""

@@ -357,7 +357,8 @@ def test_partials_show_the_look_ahead_and_finals_do_not_change(tmp_path, speech)
 
 def test_endpoint_heard_in_the_look_ahead_closes_the_segment_at_once(tmp_path, speech):
     """When the look-ahead frames already complete the silence after speech, the
-    Final comes a window early, cut where decoding stands, with nothing lost."""
+    Final comes a window early, cut where decoding stands, with nothing lost.
+    (Probes off: on digital silence one would fire before that window.)"""
     from safetensors.torch import load_file, save_file
 
     path = write_local_checkpoint(tmp_path / "local")
@@ -369,7 +370,7 @@ def test_endpoint_heard_in_the_look_ahead_closes_the_segment_at_once(tmp_path, s
     audio = np.concatenate([loud, np.zeros(3 * rate, dtype=np.float32)])
     engine = Engine.load(path, lm=False, decoder=DecoderConfig(greedy=True),
                          window=WindowConfig(chunk_s=0.5, left_context_s=0.2, right_context_s=0.4, memory=True),
-                         endpoint=EndpointConfig(silence_after_speech_s=0.6))
+                         endpoint=EndpointConfig(silence_after_speech_s=0.6, probe_quiet_audio=False))
     offline = engine.offline_log_probs(audio, rate)  # == the stitched frames for this local model
     speech_frames = np.flatnonzero(offline.argmax(axis=1) != 0)
     assert 20 < speech_frames.size and speech_frames[-1] < 100
