@@ -205,16 +205,15 @@ class QuietAudio:
     whether the pause the model heard goes on.
 
     Hop ``i`` is samples ``[i * hop, (i + 1) * hop)``, on the model's frame grid.  A hop
-    is quiet when it is no louder than 6 dB over the pause's own level: the median of
-    the last 10 hops of the pause the model heard (``pause_frames``), or, in the first
-    0.4 s of a pause, which may still hold the end of its word, the 10th percentile of
-    the last 5 s when that is lower.  Speech starting again is 20 dB and more above
-    room noise.
+    is quiet when it is no louder than 6 dB over the stream's floor, the 10th percentile
+    of its last 5 s.  The model's own "pause" is not enough: a weak model emits a word's
+    letters late, after hearing more of it, so the blank frames before they come may be
+    speech; :meth:`quiet_between` asks the loudness of the pause it heard as well.
 
     >>> rng = np.random.default_rng(0)
     >>> quiet = QuietAudio(320)
     >>> quiet.accept(np.concatenate([0.3 * rng.standard_normal(16_000), 0.002 * rng.standard_normal(8_000)]))
-    >>> quiet.frames, quiet.quiet_from(70, pause_frames=20), quiet.quiet_from(40, pause_frames=0)
+    >>> quiet.frames, quiet.quiet_between(55), quiet.quiet_between(45)
     (75, True, False)
     """
 
@@ -243,16 +242,12 @@ class QuietAudio:
             drop = max(0, levels.size - self.HISTORY_FRAMES)
             self._levels, self._start = levels[drop:], self._start + drop
 
-    def quiet_from(self, frame: int, *, pause_frames: int) -> bool:
-        """True when hops ``[frame, frames)`` (at least one) are all quiet; the model heard
-        ``pause_frames`` of the pause before ``frame``."""
+    def quiet_between(self, frame: int) -> bool:
+        """True when hops ``[frame, frames)`` (at least one, all still kept) are all quiet."""
         first = frame - self._start
         if not 0 <= first < self._levels.size or self._levels.size < self.MIN_HISTORY_FRAMES:
             return False
-        heard = self._levels[max(0, first - min(pause_frames, 10)) : first]
-        floor = float(np.median(heard)) if heard.size else np.inf
-        if pause_frames < 20:  # the pause's first hops may still hold the end of the word
-            floor = min(floor, float(np.percentile(self._levels, 10)))
+        floor = float(np.percentile(self._levels, 10))
         return bool(np.all(self._levels[first:] <= self.MARGIN * floor + 1e-12))
 
 

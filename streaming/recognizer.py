@@ -263,6 +263,11 @@ class Recognizer:
         self._probe_pause = 0
         self._probe_word: bool | None = None  # does that window's hypothesis end in a word (asked once)
         self._flush_resets = False  # the pending flush is a reset's (else a probe's)
+        # A probe decodes for good only the frames that hear the whole look-ahead, as every
+        # window does (decoded sooner, the model's late letters would be lost): the frames
+        # after them are its window's look-ahead.
+        self._probe_keep_back = max(1, self._plan.right_frames)
+        self._probe_tail = round(0.2 / self._geo.frame_seconds)  # frames after a last letter that may still sound
         self._stream: DecoderStream = self._new_decoder_stream()
         self._segment = 0
         self._segment_start = 0  # global frame where the open segment began
@@ -417,15 +422,16 @@ class Recognizer:
         pause = self._probe_pause + num_frames(self._windows.total_samples, self._geo) - start
         if not self._endpointer.probe_due(pause, ends_in_word=True):  # the shortest rule first: cheap
             return
-        if not self._quiet.quiet_from(start, pause_frames=self._probe_pause):
+        # Quiet since the model's last letter, but for the word's own tail (its letters come
+        # early in its sound), and after that window too.
+        if not self._quiet.quiet_between(start - self._probe_pause + self._probe_tail):
             return
         if self._probe_word is None:
             self._probe_word = self._ends_in_word(self._lookahead)
         if not self._endpointer.probe_due(pause, ends_in_word=self._probe_word):
             return
         self._probe_from = None  # once per window
-        self._windows.flush()
-        if self.inline:
+        if self._windows.flush(keep_back=self._probe_keep_back) and self.inline:
             self._run_inline()
 
     def _decode(self, log_probs: FloatArray) -> None:

@@ -11,7 +11,7 @@ no decoding: that is the recognizer's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -73,7 +73,8 @@ class WindowScheduler:
         # (chunk index, frame) where the chunk grid starts: moved by each reset,
         # whose last chunk ends early at the reset's frame.
         self._grid = (0, 0)
-        self._flush_to: int | None = None  # a reset's frame, until everything before it is decoded
+        self._flush_to: int | None = None  # a flush's frame, until everything before it is decoded
+        self._flush_ahead: int | None = None  # a probe's flush: the frames its window may hear past _flush_to
         self._in_flight = 0
         self._features = FeatureCache()
         # Attention memory: each layer's keys and values for the last memory_frames frames.
@@ -93,18 +94,28 @@ class WindowScheduler:
         """No more audio: the last windows may be short."""
         self._total_frames = num_frames(self.total_samples, self.plan.geometry)
 
-    def flush(self) -> None:
-        """Every frame of the audio so far goes out, the last window without the
-        look-ahead it would have waited for; the chunk grid restarts there (a reset,
-        or an endpoint probe between chunks)."""
-        self._flush_to = num_frames(self.total_samples, self.plan.geometry)
+    def flush(self, keep_back: int = 0) -> bool:
+        """A reset: every frame of the audio so far goes out, the last window without
+        the look-ahead it would have waited for; the chunk grid restarts there.
+
+        An endpoint probe between chunks (``keep_back`` > 0): the frames up to that many
+        before the end of the audio go out, and the last window hears the rest as a short
+        look-ahead.  False (nothing to do) when that leaves no frame to decode.
+        """
+        available = num_frames(self.total_samples, self.plan.geometry)
+        end = available - keep_back
+        if keep_back and (self._flush_to is not None or end <= self._chunk_start(self._next_request)):
+            return False
+        self._flush_to = end
+        self._flush_ahead = available if keep_back else None
+        return True
 
     def end_flush(self) -> bool:
         """True once, when every frame before a pending flush's point has come back."""
         if self._flush_to is None or self._in_flight or self._chunk_start(self._next_request) < self._flush_to:
             return False
         self._grid = (self._next_request, self._flush_to)
-        self._flush_to = None
+        self._flush_to = self._flush_ahead = None
         return True
 
     @property
@@ -146,7 +157,9 @@ class WindowScheduler:
             if end is not None:
                 if self._chunk_start(k) >= end:
                     break
-                window = plan.window(k, end, grid=self._grid)
+                window = plan.window(k, end if self._flush_ahead is None else self._flush_ahead, grid=self._grid)
+                if window.keep_end > end:  # a probe's window: what it hears past its end is look-ahead
+                    window = replace(window, keep_end=end)
             elif plan.ready(k, available, grid=self._grid):
                 window = plan.window(k, None, grid=self._grid)
             else:
