@@ -127,7 +127,8 @@ def test_no_probe_while_the_model_may_still_be_hearing_a_word() -> None:
     rng = np.random.default_rng(3)
     quiet = QuietAudio(320)
     speech, noise = 0.1 * rng.standard_normal(3 * RATE), 0.002 * rng.standard_normal(RATE)
-    quiet.accept(np.concatenate([speech, noise[: RATE // 2], speech[: RATE // 5], noise[RATE // 2 :]]).astype(np.float32))
+    audio = np.concatenate([speech, noise[: RATE // 2], speech[: RATE // 5], noise[RATE // 2 :]])
+    quiet.accept(audio.astype(np.float32))
     # hops: 150 of speech, 25 of noise (150-175), 10 of speech again (175-185), 25 of noise
     assert quiet.frames == 210
     assert quiet.quiet_between(185) and quiet.quiet_between(200)
