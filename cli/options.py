@@ -75,8 +75,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                     help="end a segment sooner when the best hypothesis ends in a complete (LM) word and "
                          "this much non-speech follows (Kaldi/vosk rule 2); 0: off (default: %(default)s)")
     ep.add_argument("--endpoint-probe", action=argparse.BooleanOptionalAction, default=_ENDPOINT.probe_quiet_audio,
-                    help="between chunks, when the audio stays as quiet as the pause the model heard, decode up to "
-                         "now once an endpoint's silence is complete, instead of at the next chunk")
+                    help="between chunks, when the pause and the audio after it are at the stream's noise floor, "
+                         "ask the model once an endpoint's silence is complete, instead of at the next chunk")
     ep.add_argument("--max-segment-s", type=float, default=_ENDPOINT.max_segment_s)
     ep.add_argument("--no-endpoints", action="store_true", help="one segment per stream")
 

@@ -28,11 +28,12 @@ the look-ahead), and the rest of the silence opens the next segment.
 Between windows the model hears nothing new, so a rule that completes in the
 audio after the last window's look-ahead would wait for the next chunk (up to
 ``chunk_s`` more).  :class:`QuietAudio` keeps each hop's loudness; when the
-audio since that window is as quiet as the pause the model heard before it, and
-the pause counted so far (model) plus since (loudness) completes rule 2b or 2,
-the recognizer *probes* (``probe_quiet_audio``): it decodes everything up to
-now at once, in one short window, and the model's frames decide as always.
-Loudness only chooses when to ask the model; it never closes a segment itself.
+pause the model heard (but for its last word's tail) and the audio since that
+window are at the stream's floor, and together complete rule 2b or 2, the
+recognizer *probes* (``probe_quiet_audio``): one short window decodes for good
+the frames that have heard the whole look-ahead and hears the rest as its
+look-ahead, and the model's frames decide as at any window.  Loudness only
+chooses when to ask the model; it never closes a segment itself.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ class EndpointConfig:
     # Kaldi/vosk use 0.5 s; 0.6 s leaves the pauses inside a sentence (0.2-0.5 s)
     # alone while closing about 0.6 s sooner than rule 2.  None: rule 2 only.
     silence_after_word_s: float | None = 0.6
-    # Between windows, when the audio stays as quiet as the pause the model heard,
-    # decode up to now as soon as rule 2b's (or 2's) silence is complete instead of
-    # at the next chunk: the endpoint's final comes within a block of the silence.
+    # Between windows, when the pause and the audio after it are at the stream's floor,
+    # ask the model as soon as rule 2b's (or 2's) silence is complete instead of at the
+    # next chunk: the endpoint's final comes within a block of the silence.
     probe_quiet_audio: bool = True
 
     def __post_init__(self) -> None:

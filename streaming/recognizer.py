@@ -12,7 +12,7 @@ Data flow of one stream::
       -> stitched frames: each window's chunk (window_scheduler.py, stitching.py)
       -> incremental CTC beam search with an n-gram LM (decoder.py)
       -> endpointing on trailing non-speech frames (endpointing.py); between
-         chunks, a pause that goes on in quiet audio is decoded at once (a probe)
+         chunks, a pause that goes on in quiet audio is decoded sooner (a probe)
       -> Partial / Final events (events.py)
 
 The recognizer does no I/O and starts no threads.  With ``inline=True`` it
@@ -413,9 +413,9 @@ class Recognizer:
             self._close_segment("reset")
 
     def _probe(self) -> None:
-        """Between chunks: when the audio since the model's last window is quiet and the
-        pause it extends completes an endpoint rule, decode everything up to now at once
-        (one short window) instead of waiting up to a chunk; the model's frames decide."""
+        """Between chunks: when the pause the model heard and the audio since its last window
+        are quiet and together complete an endpoint rule, run one short window now instead
+        of waiting up to a chunk (its last 0.4 s as look-ahead); the model's frames decide."""
         start = self._probe_from
         if start is None or self._quiet is None or not self._windows.idle:
             return
