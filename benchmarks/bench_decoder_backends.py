@@ -151,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--beam-width", type=int, default=DecoderConfig().beam_width)
     parser.add_argument("--alpha", type=float, default=None, help="LM weight (default: the LM's attrs.json)")
     parser.add_argument("--beta", type=float, default=None, help="word bonus (default: the LM's attrs.json)")
+    parser.add_argument("--beam-prune-logp", type=float, default=DecoderConfig().beam_prune_logp,
+                        help="beam threshold: drop beams this far (natural log) below the best")
+    parser.add_argument("--token-min-logp", type=float, default=DecoderConfig().token_min_logp,
+                        help="tokens below this log-prob at a frame are not expanded")
     args = parser.parse_args(argv)
     import torch
 
@@ -158,13 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = Engine.load(args.model, dtype="float32", threads=1)
     results = []
     for name in args.decoders:
-        config = DecoderConfig(decoder=name, beam_width=args.beam_width, alpha=args.alpha, beta=args.beta)
+        config = DecoderConfig(decoder=name, beam_width=args.beam_width, alpha=args.alpha, beta=args.beta,
+                               beam_prune_logp=args.beam_prune_logp, token_min_logp=args.token_min_logp)
         engine = Engine(base.model, language_model=base.language_model, decoder_config=config)
         for directory in args.dirs:
             results.append(run(engine, name, directory, args.limit))
             r = results[-1]
             print(f"  {r.decoder:<12} {r.dataset:<16} done ({r.utterances} utt, {r.audio_s:.0f} s)", file=sys.stderr)
     print(f"model {base.info.name}, LM {base.lm_description}, beam_width {args.beam_width}, "
+          f"beam_prune_logp {args.beam_prune_logp}, token_min_logp {args.token_min_logp}, "
           f"alpha {args.alpha or 'LM'}, beta {args.beta if args.beta is not None else 'LM'}, 1 thread, float32")
     print(f"{'decoder':<12} {'set':<16} {'utt':>4} {'audio s':>8} {'WER %':>6} "
           f"{'decoder CPU-s/s':>16} {'stream CPU-s/s':>15} {'revised/shown':>14}")
