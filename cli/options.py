@@ -42,6 +42,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                           "(C++ flashlight-text, lexicon-constrained by the LM's unigrams, no hotwords) "
                           "(default: %(default)s)")
     dec.add_argument("--beam-width", type=int, default=_DECODER.beam_width)
+    dec.add_argument("--beam-prune-logp", type=float, default=_DECODER.beam_prune_logp, metavar="LOGP",
+                     help="beam threshold: drop beams this far (natural log) below the best (default: %(default)s)")
+    dec.add_argument("--token-min-logp", type=float, default=_DECODER.token_min_logp, metavar="LOGP",
+                     help="tokens below this log-prob at a frame are not expanded, the main speed knob "
+                          "(default: %(default)s)")
     dec.add_argument("--alpha", type=float, default=None, help="LM weight (default: from the LM's attrs.json)")
     dec.add_argument("--beta", type=float, default=None, help="word insertion bonus (default: from attrs.json)")
     dec.add_argument("--hotword", action="append", default=[], metavar="WORD",
@@ -92,6 +97,8 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
     """Build the engine the options describe; errors surface as StreamingError/ValueError."""
     decoder = DecoderConfig(
         beam_width=args.beam_width,
+        beam_prune_logp=args.beam_prune_logp,
+        token_min_logp=args.token_min_logp,
         alpha=args.alpha,
         beta=args.beta,
         hotword_weight=args.hotword_weight,

@@ -117,10 +117,12 @@ def test_decoder_and_word_end_options_reach_the_engine(tiny_layer_model, espeak_
     parser = argparse.ArgumentParser()
     add_engine_arguments(parser)
     args = parser.parse_args(["--model", str(tiny_layer_model), "--lm", str(FIXTURES / "tiny.arpa"),
-                              "--decoder", "flashlight", "--silence-after-word-s", "0", "--no-endpoint-probe"])
+                              "--decoder", "flashlight", "--silence-after-word-s", "0", "--no-endpoint-probe",
+                              "--beam-prune-logp", "-8", "--token-min-logp", "-3.5"])
     engine = engine_from_args(args)
     assert engine.decoder_config.decoder == "flashlight" and engine.endpoint.silence_after_word_s is None
     assert not engine.endpoint.probe_quiet_audio
+    assert (engine.decoder_config.beam_prune_logp, engine.decoder_config.token_min_logp) == (-8.0, -3.5)
     assert type(engine.new_decoder_stream()).__name__ == "FlashlightStream"
     argv = ["transcribe", str(espeak_wav), "--model", str(tiny_layer_model), "--json", "--decoder", "flashlight",
             "--lm", str(FIXTURES / "tiny.arpa")]
