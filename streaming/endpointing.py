@@ -207,7 +207,7 @@ class QuietAudio:
 
     Hop ``i`` is samples ``[i * hop, (i + 1) * hop)``, on the model's frame grid.  A hop
     is quiet when it is no louder than 6 dB over the stream's floor, the 10th percentile
-    of its last 5 s.  The model's own "pause" is not enough: a weak model emits a word's
+    of its last 5 s (digital silence left out).  The model's own "pause" is not enough: a weak model emits a word's
     letters late, after hearing more of it, so the blank frames before they come may be
     speech; :meth:`quiet_between` asks the loudness of the pause it heard as well.
 
@@ -221,6 +221,7 @@ class QuietAudio:
     HISTORY_FRAMES = 250  # 5 s of hops kept
     MIN_HISTORY_FRAMES = 25  # below this (0.5 s), nothing is known about the stream's pauses
     MARGIN = 4.0  # mean square: 6 dB
+    DIGITAL_SILENCE = 1e-10  # mean square (-100 dBFS): below any microphone's noise, i.e. zeros
 
     def __init__(self, hop_samples: int) -> None:
         self._hop = hop_samples
@@ -246,10 +247,14 @@ class QuietAudio:
     def quiet_between(self, frame: int) -> bool:
         """True when hops ``[frame, frames)`` (at least one, all still kept) are all quiet."""
         first = frame - self._start
-        if not 0 <= first < self._levels.size or self._levels.size < self.MIN_HISTORY_FRAMES:
+        if not 0 <= first < self._levels.size:
             return False
-        floor = float(np.percentile(self._levels, 10))
-        return bool(np.all(self._levels[first:] <= self.MARGIN * floor + 1e-12))
+        # Digital silence (padding, a muted input) is quiet but says nothing of the room's level.
+        heard = self._levels[self._levels > self.DIGITAL_SILENCE]
+        if heard.size < self.MIN_HISTORY_FRAMES:
+            return False
+        floor = float(np.percentile(heard, 10))
+        return bool(np.all(self._levels[first:] <= self.MARGIN * floor))
 
 
 def ends_in_word(text: str, lexicon: frozenset[str] | None) -> bool:

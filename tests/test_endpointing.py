@@ -138,6 +138,20 @@ def test_no_probe_while_the_model_may_still_be_hearing_a_word() -> None:
     assert quiet.frames == 410 and not quiet.quiet_between(150) and quiet.quiet_between(400)
 
 
+def test_digital_silence_does_not_set_the_floor() -> None:
+    """Zeros (padding before a clip, a muted input) are quiet, but a floor taken from them would
+    make every room-noise pause loud, and no probe would fire."""
+    rng = np.random.default_rng(4)
+    quiet = QuietAudio(320)
+    quiet.accept(np.zeros(RATE, dtype=np.float32))
+    assert not quiet.quiet_between(10)  # zeros alone: nothing known of the room
+    quiet.accept(np.concatenate([0.1 * rng.standard_normal(3 * RATE), 0.002 * rng.standard_normal(RATE // 2),
+                                 np.zeros(RATE // 5)]).astype(np.float32))
+    # hops: 50 of zeros, 150 of speech, 25 of noise (200-225), 10 of zeros (225-235)
+    assert quiet.quiet_between(205) and quiet.quiet_between(230)
+    assert not quiet.quiet_between(190)
+
+
 def test_a_segment_without_speech_says_nothing(engines: dict[tuple[str, float], Engine]) -> None:
     """Room noise alone: the LM's word bonus can spell a letter out of it, but no frame's best
     token was a letter, so the segment's final is empty (and the speech before it keeps its text)."""
