@@ -207,9 +207,10 @@ class QuietAudio:
 
     Hop ``i`` is samples ``[i * hop, (i + 1) * hop)``, on the model's frame grid.  A hop
     is quiet when it is no louder than 6 dB over the stream's floor, the 10th percentile
-    of its last 5 s (digital silence left out).  The model's own "pause" is not enough: a weak model emits a word's
-    letters late, after hearing more of it, so the blank frames before they come may be
-    speech; :meth:`quiet_between` asks the loudness of the pause it heard as well.
+    of its last 5 s (digital silence left out).  The model's own "pause" is not enough: a
+    weak model emits a word's letters late, after hearing more of it, so the blank frames
+    before they come may be speech; :meth:`quiet_between` asks the loudness of the pause
+    it heard as well.
 
     >>> rng = np.random.default_rng(0)
     >>> quiet = QuietAudio(320)

@@ -262,7 +262,6 @@ class Recognizer:
         self._probe_from: int | None = None
         self._probe_pause = 0
         self._probe_word: bool | None = None  # does that window's hypothesis end in a word (asked once)
-        self._flush_resets = False  # the pending flush is a reset's (else a probe's)
         # A probe decodes for good only the frames that hear the whole look-ahead, as every
         # window does (decoded sooner, the model's late letters would be lost): the frames
         # after them are its window's look-ahead.
@@ -333,7 +332,6 @@ class Recognizer:
         """
         if self._closed:
             raise StreamStateError("reset() after the stream was finished")
-        self._flush_resets = True
         self._windows.flush()
         if self.inline:
             self._run_inline()
@@ -406,10 +404,8 @@ class Recognizer:
             self.accept_window_outputs(requests, self.engine.run_windows(requests))
 
     def _end_flush(self) -> None:
-        """Close a reset's segment once every frame before its flush point is decoded
-        (a probe's flush leaves that to the endpointer)."""
-        if self._windows.end_flush() and self._flush_resets:
-            self._flush_resets = False
+        """Close a reset's segment once every frame before its flush point is decoded."""
+        if self._windows.end_flush():
             self._close_segment("reset")
 
     def _probe(self) -> None:

@@ -111,12 +111,14 @@ class WindowScheduler:
         return True
 
     def end_flush(self) -> bool:
-        """True once, when every frame before a pending flush's point has come back."""
+        """Once every frame before a pending flush's point has come back, restart the chunk
+        grid there; True then if it was a reset's (a probe's leaves the segment to the endpointer)."""
         if self._flush_to is None or self._in_flight or self._chunk_start(self._next_request) < self._flush_to:
             return False
+        reset = self._flush_ahead is None
         self._grid = (self._next_request, self._flush_to)
         self._flush_to = self._flush_ahead = None
-        return True
+        return reset
 
     @property
     def idle(self) -> bool:

@@ -98,7 +98,7 @@ def test_never_cuts_inside_a_word(engines: dict[tuple[str, float], Engine]) -> N
 
 def test_a_probe_sends_the_final_within_a_block_of_the_silence(engines: dict[tuple[str, float], Engine]) -> None:
     """Between chunks the model hears nothing new; when the audio after the first sentence's
-    last letter has fallen to the room noise, a probe decodes up to now as soon as rule 2b's
+    last letter has fallen to the room noise, a probe runs a window as soon as rule 2b's
     0.6 s are complete.  Without it the final waits for the next 0.6 s chunk and its 0.4 s
     look-ahead.  At every phase of the chunk grid (a lead-in of room noise shifts it): the
     same finals, and the first within 0.6 s + a 0.1 s block (+ 3 frames) of its last word.
